@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# The venv is (re)installed only when pyproject.toml changes: the stamp file name holds its hash.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 7860
+HASH := $(shell sha256sum pyproject.toml | cut -c1-12)
+RUN_STAMP := $(VENV)/.installed-run-$(HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: run test index lint validate clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	rm -f $(VENV)/.installed-run-*
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	rm -f $(VENV)/.installed-*
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(PY) -m assistant index
+	HOST=$(HOST) PORT=$(PORT) $(PY) app.py
+
+index: $(RUN_STAMP)
+	$(PY) -m assistant index
+
+validate: $(RUN_STAMP)
+	$(PY) -m assistant validate
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) data

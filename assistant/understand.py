@@ -1,0 +1,246 @@
+"""Turn what the user wrote into a case: who, how old, which terms, which specialties.
+
+The vocabulary does the medical reading (terms -> specialty codes with weights); this module
+adds the parts around it: negation ("no fever"), who the patient is, their age, their goal,
+and the child mapping that routes a child's leukemia to pediatric hematology.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from assistant.knowledge import KnowledgeBase, VocabularyEntry
+from assistant.text import CJK_RUN, WORD, cjk_share, normalize
+
+MAX_TERM_WORDS = 6
+NEGATION_WINDOW = 4
+NEGATORS = frozenset(["no", "not", "without", "denies", "deny", "never", "nor", "negative"])
+NEGATOR_PHRASES = ("dont have", "doesnt have", "didnt have", "free of", "ruled out", "no sign of", "no signs of",
+                   "no history of", "not have", "hasnt got", "havent got")
+CLAUSE_BREAKS = frozenset(["but", "although", "though", "however", "yet", "except"])
+ZH_NEGATORS = ("没有", "无", "不是", "否认", "未见")
+
+CHILD_WORDS = re.compile(
+    r"\b(my|our|her|his|the) (little |baby |newborn |infant |teenage |adopted )?"
+    r"(son|daughter|baby|child|kid|kids|boy|girl|toddler|infant|newborn|twins|grandson|granddaughter|nephew|niece)\b"
+)
+INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
+ADULT_RELATIVES = re.compile(
+    r"\b(my|our) (dad|father|mum|mom|mother|husband|wife|partner|grandma|grandmother|grandpa|grandfather|"
+    r"brother|sister|uncle|aunt|friend|colleague|boss)\b"
+)
+AGE_PATTERNS = (
+    (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?old\b"), "young"),
+    (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?|yo|y/o|y\.o\.)(?:-| )?(?:old)?\b"), "years"),
+    (re.compile(r"\b(?:i am|im|aged|age|he is|she is|hes|shes) (\d{1,3})\b"), "years"),
+    (re.compile(r"(\d{1,3}) ?岁"), "years"),
+    (re.compile(r"(\d{1,2}) ?(?:个月|周|天)"), "young"),
+)
+ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
+ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
+FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself)\b")
+
+GOALS = {
+    "second_opinion": ("second opinion", "another opinion", "review my", "confirm the diagnosis", "第二意见"),
+    "surgery": ("surgery", "operation", "operate", "手术"),
+    "transplant": ("transplant", "移植"),
+    "trial": ("clinical trial", "trial", "research study", "experimental", "临床试验"),
+    "checkup": ("check-up", "checkup", "check up", "screening", "体检"),
+    "treatment": ("treatment", "therapy", "treat", "治疗"),
+}
+
+
+@dataclass
+class TermHit:
+    term: str
+    codes: dict[str, float]
+    kind: str
+    negated: bool = False
+
+
+@dataclass
+class Case:
+    """What we know about the patient so far; it builds up over the turns of a conversation."""
+
+    texts: list[str] = field(default_factory=list)
+    hits: list[TermHit] = field(default_factory=list)
+    who: str | None = None  # self | child | adult_relative
+    age_years: float | None = None
+    goals: set[str] = field(default_factory=set)
+    language: str = "en"
+
+    @property
+    def query_text(self) -> str:
+        return " ".join(self.texts)
+
+    @property
+    def search_text(self) -> str:
+        """The words for lexical search, without the terms the user negated ("no diabetes")."""
+        text = normalize(self.query_text)
+        for hit in self.hits:
+            if hit.negated:
+                text = text.replace(normalize(hit.term), " ")
+        return text
+
+    @property
+    def terms(self) -> list[str]:
+        return [hit.term for hit in self.hits if not hit.negated]
+
+    @property
+    def is_child(self) -> bool | None:
+        """True / False when the text tells us, None when it does not."""
+        if self.age_years is not None:
+            return self.age_years < 18
+        if self.who == "child":
+            return True
+        if self.who in ("self", "adult_relative"):
+            return False
+        return None
+
+    def raw_scores(self) -> dict[str, float]:
+        scores: dict[str, float] = defaultdict(float)
+        for hit in self.hits:
+            if hit.negated:
+                continue
+            for code, weight in hit.codes.items():
+                scores[code] += weight
+        return dict(scores)
+
+
+class Vocabulary:
+    """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
+
+    def __init__(self, entries: list[VocabularyEntry]) -> None:
+        self.by_words: dict[tuple[str, ...], VocabularyEntry] = {}
+        self.case_sensitive: dict[str, VocabularyEntry] = {}
+        self.chinese: list[VocabularyEntry] = []
+        for entry in entries:
+            if entry.lang == "zh" or CJK_RUN.search(entry.term):
+                self.chinese.append(entry)
+            elif entry.kind == "abbreviation" and entry.term.isupper() and len(entry.term) <= 4:
+                # short upper-case abbreviations (MM, ALL, AS, MS) collide with words: match them as written
+                self.case_sensitive[entry.term] = entry
+            else:
+                words = tuple(WORD.findall(normalize(entry.term)))
+                if words:
+                    self.by_words.setdefault(words, entry)
+        self.chinese.sort(key=lambda entry: -len(entry.term))
+
+    def find(self, text: str) -> list[TermHit]:
+        normalized = normalize(text)
+        words = WORD.findall(normalized)
+        hits: list[TermHit] = []
+        covered: set[int] = set()
+        for size in range(min(MAX_TERM_WORDS, len(words)), 0, -1):
+            for start in range(len(words) - size + 1):
+                span = range(start, start + size)
+                if covered.intersection(span):
+                    continue
+                entry = self.by_words.get(tuple(words[start : start + size]))
+                if entry is None:
+                    continue
+                covered.update(span)
+                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, _negated(words, start)))
+        for token in re.findall(r"[A-Za-z][A-Za-z0-9-]*", text):
+            entry = self.case_sensitive.get(token)
+            if entry is not None:
+                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind))
+        remaining = normalized
+        for entry in self.chinese:
+            position = remaining.find(entry.term)
+            if position >= 0:
+                negated = any(remaining[max(0, position - 3) : position].endswith(n) for n in ZH_NEGATORS)
+                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, negated))
+                remaining = remaining.replace(entry.term, " ")  # the longer term wins over its parts
+        return hits
+
+
+def _negated(words: list[str], start: int) -> bool:
+    """A negator shortly before the term, in the same clause, negates it ("no fever", "without pain")."""
+    window = []
+    for word in reversed(words[max(0, start - NEGATION_WINDOW) : start]):
+        if word in CLAUSE_BREAKS:
+            break
+        window.append(word)
+    if any(word in NEGATORS for word in window):
+        return True
+    before = " ".join(reversed(window))
+    return any(phrase in before for phrase in NEGATOR_PHRASES)
+
+
+def detect_age(normalized: str) -> float | None:
+    for pattern, unit in AGE_PATTERNS:
+        match = pattern.search(normalized)
+        if match:
+            value = int(match.group(1))
+            if unit == "young":
+                return 0.0 if value < 24 else value / 12
+            if 0 < value < 120:
+                return float(value)
+    return None
+
+
+def detect_who(normalized: str, raw: str) -> str | None:
+    if CHILD_WORDS.search(normalized) or any(word in raw for word in ZH_CHILD):
+        return "child"
+    if ADULT_RELATIVES.search(normalized) or any(word in raw for word in ZH_ADULT_RELATIVE):
+        return "adult_relative"
+    if FIRST_PERSON.search(normalized) or "我" in raw:
+        return "self"
+    return None
+
+
+def detect_goals(normalized: str) -> set[str]:
+    return {goal for goal, phrases in GOALS.items() if any(phrase in normalized for phrase in phrases)}
+
+
+class Understander:
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.vocabulary = Vocabulary(kb.vocabulary)
+        self.child_codes = kb.child_codes
+        self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
+
+    def update(self, case: Case, text: str) -> Case:
+        """Add one message to the case; later, clearer statements of age or who win."""
+        normalized = normalize(text)
+        case.texts.append(text)
+        case.hits.extend(self.vocabulary.find(text))
+        age = detect_age(normalized)
+        if age is not None:
+            case.age_years = age
+        elif INFANT_WORDS.search(normalized) and case.age_years is None:
+            case.age_years = 0.5
+        who = detect_who(normalized, text)
+        if who == "child" or case.who is None or (who and case.who == "self"):
+            case.who = who or case.who
+        case.goals |= detect_goals(normalized)
+        case.language = "zh" if cjk_share(text) > 0.3 else "en"
+        return case
+
+    def specialty_scores(self, case: Case) -> dict[str, float]:
+        """Specialty code -> weight for this patient, with adult codes moved to pediatric ones for a child."""
+        scores = case.raw_scores()
+        child = self.patient_is_child(case)
+        if child:
+            mapped: dict[str, float] = defaultdict(float)
+            for code, weight in scores.items():
+                if code in self.pediatric_codes:
+                    mapped[code] += weight
+                    continue
+                mapped[code] += weight * 0.5  # departments for all ages may still fit (eyes, ENT, protons)
+                for child_code, factor in self.child_codes.get(code, {}).items():
+                    mapped[child_code] += weight * factor
+            scores = dict(mapped)
+        else:
+            scores = {code: weight for code, weight in scores.items() if code not in self.pediatric_codes}
+        return scores
+
+    def patient_is_child(self, case: Case) -> bool:
+        """Stated age or relation first; failing that, a case whose strongest code is pediatric is a child's."""
+        child = case.is_child
+        if child is not None:
+            return child
+        scores = case.raw_scores()
+        return bool(scores) and max(scores, key=scores.get) in self.pediatric_codes

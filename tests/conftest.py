@@ -1,0 +1,96 @@
+"""Shared fixtures: real objects only (the real knowledge, the packaged model, Chroma in a temp dir).
+
+The whole suite runs with the network closed to everything but loopback, so a test that
+passes here also passes on a machine without internet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
+
+set_offline_environment()
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class NetworkBlocked(OSError):
+    """Raised when code under test tries to leave the machine."""
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        if host in ("localhost", ""):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+    return True  # unix sockets
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if not _is_loopback(address):
+        raise NetworkBlocked(f"network access blocked in tests: {address}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if not _is_loopback(address):
+        raise NetworkBlocked(f"network access blocked in tests: {address}")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def block_network() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def settings(session_dir: Path) -> Settings:
+    return Settings(data_dir=session_dir / "data")
+
+
+@pytest.fixture(scope="session")
+def embeddings():
+    from assistant.index import LocalEmbeddings
+
+    return LocalEmbeddings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings, embeddings):
+    from assistant.engine import Engine
+
+    return Engine.load(settings, embeddings=embeddings)
+
+
+@pytest.fixture(scope="session")
+def kb(engine):
+    return engine.kb
+
+
+@pytest.fixture
+def knowledge_copy(tmp_path: Path) -> Path:
+    """A writable copy of the real knowledge base, for tests that break or change a file."""
+    target = tmp_path / "knowledge"
+    shutil.copytree(PROJECT_ROOT / "knowledge", target)
+    return target

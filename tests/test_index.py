@@ -1,0 +1,97 @@
+"""The index is reused while the knowledge is unchanged and rebuilt when it changes, all offline."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assistant.index import DepartmentIndex, build_chunks
+from assistant.knowledge import load_knowledge
+from assistant.settings import PROJECT_ROOT, Settings
+
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+def test_every_department_has_a_profile_chunk_and_one_chunk_per_claim(kb):
+    chunks = build_chunks(kb)
+    profiles = [chunk for chunk in chunks if chunk.claim == -1]
+    assert len(profiles) == len(kb.departments)
+    claims = sum(len(dept.claims()) for dept in kb.departments.values())
+    assert len(chunks) == len(kb.departments) + claims
+
+
+def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, embeddings):
+    settings = Settings(data_dir=tmp_path)
+    kb = load_knowledge(settings.knowledge_dir, SHARED)
+    first = DepartmentIndex(kb, embeddings, settings).open()
+    second = DepartmentIndex(kb, embeddings, settings).open()
+    assert not first.reused and second.reused
+    assert first.collection == second.collection
+    assert second.seconds < first.seconds
+
+
+def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, knowledge_copy, embeddings):
+    import chromadb
+
+    settings = Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge_copy)
+    old = DepartmentIndex(load_knowledge(knowledge_copy, SHARED), embeddings, settings).open()
+    path = knowledge_copy / "hospitals" / "sphic.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["departments"][0]["summary"] += " Also heavy ions for children."
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    new = DepartmentIndex(load_knowledge(knowledge_copy, SHARED), embeddings, settings).open()
+    assert new.collection != old.collection and not new.reused
+    names = {c.name for c in chromadb.PersistentClient(path=str(settings.chroma_dir)).list_collections()}
+    assert names == {new.collection}
+
+
+def test_an_incomplete_index_is_rebuilt(tmp_path, kb, embeddings):
+    settings = Settings(data_dir=tmp_path)
+    index = DepartmentIndex(kb, embeddings, settings)
+    index.open()
+    index.store._collection.delete(ids=[index.chunks[0].id])
+    again = DepartmentIndex(kb, embeddings, settings).open()
+    assert not again.reused and again.chunks == len(index.chunks)
+
+
+def test_dense_search_filters_by_hospital(engine):
+    vector = engine.embed("brain tumour surgery")
+    hits = engine.index.dense(vector, k=20, where={"hospital_id": "huashan"})
+    assert hits and all(chunk_id.startswith("huashan/") for chunk_id in hits)
+
+
+def test_lexical_search_finds_chinese_text(engine):
+    hits = engine.index.lexical("肝移植")
+    assert hits, "Chinese bigrams should reach department chunks that carry Chinese names"
+
+
+def test_the_tests_cannot_reach_the_internet():
+    with pytest.raises(OSError):
+        socket.create_connection(("93.184.216.34", 80), timeout=2)
+
+
+def test_the_engine_starts_with_the_network_blocked_in_a_fresh_process(tmp_path: Path):
+    """A separate interpreter with every non-loopback connection refused still loads and matches."""
+    script = f"""
+import socket
+real = socket.socket.connect
+def guarded(self, address):
+    if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+        raise OSError("blocked: " + str(address))
+    return real(self, address)
+socket.socket.connect = guarded
+from assistant.engine import Engine
+from assistant.settings import Settings
+engine = Engine.load(Settings(data_dir={str(tmp_path)!r}))
+print(engine.match("relapsed multiple myeloma").candidates[0].department_id)
+"""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "/" in done.stdout

@@ -1,0 +1,164 @@
+"""The knowledge base loads, follows the review rules, and a broken file names its file and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assistant.knowledge import (
+    KnowledgeError,
+    coverage_problems,
+    load_knowledge,
+    sourced_texts,
+    unsourced_sensitive_text,
+)
+from assistant.settings import PROJECT_ROOT
+
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="module")
+def real_kb():
+    return load_knowledge(PROJECT_ROOT / "knowledge", SHARED)
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_every_hospital_id_in_the_shared_list_has_a_profile(real_kb):
+    assert set(real_kb.hospitals) == set(real_kb.hospital_ids)
+
+
+def test_knowledge_meets_every_coverage_rule(real_kb):
+    assert coverage_problems(real_kb) == []
+
+
+def test_no_phone_email_price_rate_or_wait_without_a_verbatim_source(real_kb):
+    assert unsourced_sensitive_text(real_kb) == []
+
+
+def test_the_sensitive_text_scan_catches_each_kind_of_invented_detail(knowledge_copy):
+    invented = [
+        "Call +86 21 6437 0045 to book.",
+        "Write to intl@ruijin.example.com.",
+        "A course costs CNY 170,000.",
+        "The hospital reports a 94% success rate.",
+        "Most patients wait about two weeks for a bed.",
+    ]
+    path = knowledge_copy / "hospitals" / "ruijin.yaml"
+    _edit(path, lambda data: data["departments"][0]["known_for"].extend(
+        {"text": text, "sources": data["departments"][0]["sources"][:1]} for text in invented))
+    problems = unsourced_sensitive_text(load_knowledge(knowledge_copy, SHARED))
+    found = " ".join(problems)
+    for label in ("phone number", "e-mail address", "price", "rate", "waiting time"):
+        assert label in found, f"{label} not caught: {problems}"
+
+
+def test_every_cited_source_has_a_date_checked_and_a_location(real_kb):
+    for source in real_kb.sources.values():
+        assert source.url or source.publication
+        assert re.match(r"^\d{4}-\d{2}$", source.checked)
+
+
+def test_research_programmes_are_never_presented_as_available(real_kb):
+    for dept in real_kb.departments.values():
+        for programme in dept.programmes:
+            if "cs-101" in (programme.name + programme.text).lower() or "trial" in programme.name.lower():
+                assert programme.status == "research", programme
+                assert "research" in programme.text.lower()
+
+
+def test_volume_claims_are_attributed_to_whoever_reports_them(real_kb):
+    volume = re.compile(r"\b\d[\d,]{2,}\+?\s(?:patients|transplants|cases|visits|operations|children)\b")
+    for where, text, _ in sourced_texts(real_kb):
+        if volume.search(text):
+            assert "report" in text.lower() or "said" in text.lower() or "according to" in text.lower(), where
+
+
+def test_pediatric_departments_belong_to_hospitals_that_treat_children(real_kb):
+    pediatric_codes = {code for code, spec in real_kb.specialties.items() if spec.pediatric}
+    for dept in real_kb.departments.values():
+        if pediatric_codes.intersection(dept.specialties):
+            assert real_kb.hospitals[dept.hospital_id].treats_children, dept.id
+            assert dept.audience in ("pediatric", "both"), dept.id
+
+
+def test_a_missing_field_names_the_file_and_the_field(knowledge_copy):
+    path = knowledge_copy / "hospitals" / "renji.yaml"
+    _edit(path, lambda data: data["departments"][0].pop("audience"))
+    with pytest.raises(KnowledgeError) as error:
+        load_knowledge(knowledge_copy, SHARED)
+    assert "renji.yaml" in str(error.value)
+    assert "departments.0.audience" in str(error.value)
+
+
+def test_an_unknown_source_id_names_the_file_and_the_claim(knowledge_copy):
+    path = knowledge_copy / "hospitals" / "huashan.yaml"
+    _edit(path, lambda data: data["departments"][1]["known_for"].append({"text": "x", "sources": ["no-such-source"]}))
+    with pytest.raises(KnowledgeError) as error:
+        load_knowledge(knowledge_copy, SHARED)
+    assert "huashan.yaml" in str(error.value) and "no-such-source" in str(error.value)
+    assert "departments.1.known_for" in str(error.value)
+
+
+def test_an_unknown_specialty_code_is_rejected(knowledge_copy):
+    path = knowledge_copy / "hospitals" / "ruijin.yaml"
+    _edit(path, lambda data: data["departments"][0]["specialties"].append("astrology"))
+    with pytest.raises(KnowledgeError, match=r"ruijin\.yaml.*departments\.0\.specialties.*astrology"):
+        load_knowledge(knowledge_copy, SHARED)
+
+
+def test_a_pediatric_code_in_an_adult_only_hospital_is_rejected(knowledge_copy):
+    path = knowledge_copy / "hospitals" / "chest_hospital.yaml"
+    _edit(path, lambda data: data["departments"][0]["specialties"].append("neonatology"))
+    with pytest.raises(KnowledgeError, match=r"chest_hospital\.yaml.*neonatology"):
+        load_knowledge(knowledge_copy, SHARED)
+
+
+def test_a_malformed_date_names_the_source_field(knowledge_copy):
+    path = knowledge_copy / "hospitals" / "zhongshan.yaml"
+    _edit(path, lambda data: data["sources"][0].update(published="last spring"))
+    with pytest.raises(KnowledgeError, match=r"zhongshan\.yaml.*sources\.0\.published"):
+        load_knowledge(knowledge_copy, SHARED)
+
+
+def test_invalid_yaml_names_the_file(knowledge_copy):
+    (knowledge_copy / "hospitals" / "eent.yaml").write_text("id: eent\n  name: [broken", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"eent\.yaml.*not valid YAML"):
+        load_knowledge(knowledge_copy, SHARED)
+
+
+def test_a_vocabulary_weight_out_of_range_is_rejected(knowledge_copy):
+    path = next((knowledge_copy / "vocabulary").glob("[!c]*.yaml"))
+    _edit(path, lambda data: data["entries"][0]["codes"].update(hematology=3.0))
+    with pytest.raises(KnowledgeError, match=rf"{path.name}.*entries\.0\.codes"):
+        load_knowledge(knowledge_copy, SHARED)
+
+
+def test_the_fingerprint_changes_exactly_when_the_knowledge_changes(knowledge_copy, real_kb):
+    same = load_knowledge(knowledge_copy, SHARED)
+    assert same.fingerprint == real_kb.fingerprint
+    _edit(knowledge_copy / "hospitals" / "renji.yaml", lambda data: data.update(summary=data["summary"] + " More."))
+    assert load_knowledge(knowledge_copy, SHARED).fingerprint != real_kb.fingerprint
+
+
+def test_validate_command_passes_on_the_real_knowledge(capsys):
+    from assistant.__main__ import main
+
+    assert main(["validate"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_validate_command_fails_on_a_broken_file(knowledge_copy, monkeypatch, capsys):
+    from assistant.__main__ import main
+
+    _edit(knowledge_copy / "hospitals" / "renji.yaml", lambda data: data.pop("name_zh"))
+    monkeypatch.setenv("CARE_KNOWLEDGE_DIR", str(knowledge_copy))
+    assert main(["validate"]) == 1
+    assert "renji.yaml" in capsys.readouterr().err

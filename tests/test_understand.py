@@ -1,0 +1,95 @@
+"""Reading a message: terms, negation, who the patient is, age, goals, Chinese."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.text import normalize, search_tokens
+from assistant.understand import Case, detect_age, detect_who
+
+
+@pytest.fixture(scope="module")
+def understander(engine):
+    return engine.understander
+
+
+def read(understander, *texts: str) -> Case:
+    case = Case()
+    for text in texts:
+        understander.update(case, text)
+    return case
+
+
+def test_apostrophes_and_case_are_folded_so_cant_equals_can_t():
+    assert normalize("I Can’t  HOLD urine") == normalize("i cant hold urine")
+
+
+def test_chinese_text_becomes_character_bigrams():
+    assert search_tokens("肝移植") == ["肝移", "移植"]
+
+
+@pytest.mark.parametrize(("text", "age"), [
+    ("my 6 week old son", 0.0), ("she is 4 years old", 4.0), ("I'm 62 and retired", 62.0),
+    ("a 15-year-old girl", 15.0), ("我女儿5岁", 5.0), ("my 8 month old", 0.0),
+])
+def test_ages_are_read_in_common_forms(text, age):
+    assert detect_age(normalize(text)) == pytest.approx(age, abs=0.01)
+
+
+@pytest.mark.parametrize(("text", "who"), [
+    ("my daughter has leukemia", "child"), ("my dad had a stroke", "adult_relative"),
+    ("I have lupus", "self"), ("我儿子先天性心脏病", "child"),
+])
+def test_who_the_patient_is_comes_from_the_words_used(text, who):
+    assert detect_who(normalize(text), text) == who
+
+
+def test_a_negated_term_adds_no_specialty(understander):
+    case = read(understander, "no diabetes, but my knee gives way when I walk")
+    scores = understander.specialty_scores(case)
+    assert "endocrinology" not in scores
+    assert max(scores, key=scores.get) in ("sports_medicine", "orthopedics")
+
+
+def test_a_term_after_but_is_not_negated_by_an_earlier_no(understander):
+    case = read(understander, "no fever but I have lupus")
+    assert "rheumatology" in understander.specialty_scores(case)
+
+
+def test_short_abbreviations_match_only_in_capitals(understander):
+    assert "hematology" in understander.specialty_scores(read(understander, "My MM relapsed"))
+    assert "hematology" not in understander.specialty_scores(read(understander, "mm, all of it hurts"))
+
+
+def test_a_child_with_leukemia_is_routed_to_pediatric_hematology(understander):
+    scores = understander.specialty_scores(read(understander, "my 7 year old son has leukemia"))
+    assert max(scores, key=scores.get) == "pediatric_hematology_oncology"
+
+
+def test_an_adult_keeps_adult_codes_only(understander):
+    scores = understander.specialty_scores(read(understander, "I am 45 and have acute myeloid leukemia"))
+    assert max(scores, key=scores.get) == "hematology"
+    assert not any(code.startswith("pediatric") for code in scores)
+
+
+def test_the_case_builds_up_over_turns(understander):
+    case = read(understander, "we are looking for a transplant", "it's for my 2 year old daughter", "biliary atresia")
+    assert case.is_child and "transplant" in case.goals
+    scores = understander.specialty_scores(case)
+    assert max(scores, key=scores.get) == "pediatric_transplant"
+
+
+def test_chinese_diagnoses_are_understood(understander):
+    scores = understander.specialty_scores(read(understander, "我爸爸多发性骨髓瘤复发了"))
+    assert max(scores, key=scores.get) == "hematology"
+
+
+def test_mixed_chinese_and_english_are_both_read(understander):
+    case = read(understander, "我妈妈 has glaucoma 想做手术")
+    assert "ophthalmology" in understander.specialty_scores(case)
+    assert case.who == "adult_relative" and "surgery" in case.goals
+
+
+def test_chinese_messages_are_marked_as_chinese(understander):
+    assert read(understander, "我想做试管婴儿").language == "zh"
+    assert read(understander, "I want IVF").language == "en"
