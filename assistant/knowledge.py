@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -213,7 +213,6 @@ class KnowledgeBase:
     specialties: dict[str, Specialty]
     hospital_ids: dict[str, HospitalId]
     fingerprint: str
-    files: list[Path] = field(default_factory=list)
 
     @property
     def departments(self) -> dict[str, Department]:
@@ -281,8 +280,9 @@ def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def knowledge_files(knowledge_dir: Path) -> list[Path]:
-    return sorted(p for p in knowledge_dir.rglob("*.yaml") if p.is_file())
+def index_inputs(knowledge_dir: Path) -> list[Path]:
+    """The files the department index is built from; other knowledge (vocabulary, safety) can change freely."""
+    return sorted([*(knowledge_dir / "hospitals").glob("*.yaml"), knowledge_dir / "sources.yaml"])
 
 
 def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
@@ -341,8 +341,7 @@ def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
         child_codes=child_codes,
         specialties=specialties,
         hospital_ids=hospital_ids,
-        fingerprint=fingerprint_files(knowledge_files(knowledge_dir), knowledge_dir),
-        files=knowledge_files(knowledge_dir),
+        fingerprint=fingerprint_files(index_inputs(knowledge_dir), knowledge_dir),
     )
     _check_references(base, hospital_files, intake_files, vocab_dir)
     return base

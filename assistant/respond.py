@@ -1,18 +1,34 @@
 """Compose what the user reads from facts the engine already holds.
 
 Templates live in prompts/ and render strictly: a missing variable is an error, never a blank.
-Every hospital fact in a reply comes from a candidate's evidence, numbered against its source.
+Every hospital fact in a reply comes from a recommendation's evidence or an intake guide, each
+numbered against its source. User text is never put into a template except in the referral
+summary, where it is escaped so that it shows as text, never as markup.
 """
 
 from __future__ import annotations
 
+import html
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from assistant.knowledge import KnowledgeBase
-from assistant.match import Candidate
+from assistant.reply import IntakeItem, Recommendation, ReferralSummary, Reply
+from assistant.settings import Settings
+from assistant.understand import Case
+
+PIECE = re.compile(r"\S+\s*|\s+")
+INTAKE_ORDER = ("records", "translation", "imaging", "pre_consultation", "first_visit", "visa", "payment",
+                "insurance", "data_protection")
+TEAM_QUESTIONS = (
+    "Is this case suitable for evaluation by your department, and which records do you need first?",
+    "Can the first assessment be done by online consultation before travel?",
+    "What would the first evaluation visit involve, and how long should we plan to stay?",
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +36,7 @@ class NumberedSource:
     number: int
     source_id: str
     citation: str
+    url: str | None
 
 
 class Templates:
@@ -27,29 +44,153 @@ class Templates:
         self.environment = Environment(
             loader=FileSystemLoader(str(prompts_dir)),
             undefined=StrictUndefined,
-            autoescape=False,  # markdown, not HTML; user text is never rendered into these templates raw
+            autoescape=False,  # markdown, not HTML; user text only reaches templates escaped
             keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
 
     def render(self, name: str, **variables: object) -> str:
-        return self.environment.get_template(name).render(**variables).strip()
+        text = self.environment.get_template(name).render(**variables)
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def recommendation_cards(kb: KnowledgeBase, candidates: list[Candidate]) -> tuple[list[dict], list[NumberedSource]]:
-    """Cards for the template plus the numbered source list their citations point to."""
-    numbers: dict[str, int] = {}
-    sources: list[NumberedSource] = []
-    cards = []
-    for position, candidate in enumerate(candidates, start=1):
-        dept = kb.department(candidate.department_id)
-        hospital = kb.hospitals[candidate.hospital_id]
-        evidence = []
-        for item in candidate.evidence:
-            if item.source_id not in numbers:
-                numbers[item.source_id] = len(numbers) + 1
-                sources.append(NumberedSource(numbers[item.source_id], item.source_id,
-                                              kb.sources[item.source_id].citation))
-            evidence.append({"quote": item.quote, "number": numbers[item.source_id]})
-        cards.append({"position": position, "department": dept.name, "hospital": hospital.name,
-                      "why": candidate.why, "evidence": evidence})
-    return cards, sources
+class Citations:
+    """Numbers sources in the order a reply first cites them."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        self.numbers: dict[str, int] = {}
+        self.sources: list[NumberedSource] = []
+
+    def number(self, source_id: str) -> int:
+        if source_id not in self.numbers:
+            source = self.kb.sources[source_id]
+            self.numbers[source_id] = len(self.numbers) + 1
+            self.sources.append(NumberedSource(self.numbers[source_id], source_id, source.citation, source.url))
+        return self.numbers[source_id]
+
+
+class Composer:
+    """The template composer: the default, and the fallback whenever a language model's answer fails."""
+
+    multilingual = False
+
+    def __init__(self, templates: Templates, kb: KnowledgeBase) -> None:
+        self.templates = templates
+        self.kb = kb
+
+    @classmethod
+    def from_settings(cls, settings: Settings, kb: KnowledgeBase) -> Composer:
+        templates = Templates(settings.prompts_dir)
+        if settings.language_model_enabled:
+            from assistant.phrasing import ModelComposer
+
+            return ModelComposer(templates, kb, settings)
+        return cls(templates, kb)
+
+    def render(self, name: str, **variables: object) -> str:
+        return self.templates.render(name, **variables)
+
+    def phrase(self, reply: Reply, conv: object, user_text: str) -> Reply:
+        """The template text is final here; a language model composer rephrases it."""
+        return reply
+
+    @staticmethod
+    def pieces(text: str) -> Iterator[str]:
+        """Words with their trailing space: what streaming sends, joined back exactly into the text."""
+        yield from PIECE.findall(text)
+
+    # --- recommendations -----------------------------------------------------------------------
+    def card(self, position: int, rec: Recommendation, citations: Citations, detailed: bool = False) -> dict:
+        dept = self.kb.department(rec.department_id)
+        hospital = self.kb.hospitals[rec.hospital_id]
+        evidence = [] if detailed else [{"quote": e.quote, "number": citations.number(e.source_id)}
+                                        for e in rec.evidence]
+        card = {
+            "position": position,
+            "department": dept.name,
+            "department_zh": dept.name_zh or "",
+            "hospital": hospital.name,
+            "hospital_zh": hospital.name_zh,
+            "why": rec.why,
+            "evidence": evidence,
+            "audience": dept.audience,
+        }
+        if detailed:
+            card["summary"] = dept.summary
+            card["summary_number"] = citations.number(dept.sources[0])
+            card["claims"] = [{"quote": c.text, "number": citations.number(c.sources[0])} for c in dept.claims()]
+            card["international"] = [
+                {"quote": c.text, "number": citations.number(c.sources[0])} for c in hospital.international_service
+            ]
+            card["conditions"] = ", ".join(dept.conditions)
+        return card
+
+    def recommendations(self, shortlist: list[Recommendation], notes: dict[str, bool], in_shanghai: bool) -> str:
+        citations = Citations(self.kb)
+        cards = [self.card(i, rec, citations) for i, rec in enumerate(shortlist, start=1)]
+        return self.render("recommendations.md.j2", cards=cards, sources=citations.sources,
+                           in_shanghai=in_shanghai, **notes)
+
+    def department(self, template: str, rec: Recommendation | None, notes: dict[str, bool]) -> str:
+        citations = Citations(self.kb)
+        card = self.card(1, rec, citations, detailed=True)
+        return self.render(template, card=card, sources=citations.sources, **notes)
+
+    # --- intake ---------------------------------------------------------------------------------
+    def intake_items(self, topics: list[str], chosen: Recommendation | None, skip_visa: bool) -> list[IntakeItem]:
+        items = []
+        for topic in INTAKE_ORDER:
+            if topic not in topics or topic not in self.kb.intake or (skip_visa and topic == "visa"):
+                continue
+            guide = self.kb.intake[topic]
+            items.extend(IntakeItem(topic=topic, title=step.title, text=step.text, sources=step.sources)
+                         for step in guide.steps)
+        if chosen is not None:
+            dept = self.kb.department(chosen.department_id)
+            items.extend(IntakeItem(topic="department", title=dept.name, text=note.text, sources=note.sources)
+                         for note in dept.intake_notes)
+        return items
+
+    def intake_text(self, items: list[IntakeItem], chosen: Recommendation | None, notes: dict[str, bool],
+                    in_shanghai: bool, just_arrived: bool) -> str:
+        citations = Citations(self.kb)
+        steps = [{"title": item.title, "text": item.text, "topic": item.topic,
+                  "numbers": [citations.number(s) for s in item.sources]} for item in items]
+        department = None
+        if chosen is not None:
+            dept, hospital = self.kb.department(chosen.department_id), self.kb.hospitals[chosen.hospital_id]
+            department = f"{dept.name}, {hospital.name}"
+        return self.render("intake.md.j2", steps=steps, department=department, sources=citations.sources,
+                           in_shanghai=in_shanghai, just_arrived=just_arrived, **notes)
+
+    # --- referral -------------------------------------------------------------------------------
+    def referral(self, case: Case, pointed: Recommendation | None, widget_hospital: str | None) -> ReferralSummary:
+        patient: dict[str, str | float | None] = {"who": case.who, "age_years": case.age_years}
+        return ReferralSummary(
+            patient=patient,
+            what_they_wrote=list(case.texts),
+            conditions_mentioned=list(dict.fromkeys(case.terms)),
+            goals=sorted(case.goals),
+            hospital_id=pointed.hospital_id if pointed else widget_hospital,
+            department_id=pointed.department_id if pointed else None,
+            questions_for_the_team=list(TEAM_QUESTIONS),
+        )
+
+    def referral_text(self, summary: ReferralSummary) -> str:
+        dept = self.kb.department(summary.department_id) if summary.department_id else None
+        hospital = self.kb.hospitals[summary.hospital_id] if summary.hospital_id else None
+        return self.render(
+            "referral.md.j2",
+            summary=summary,
+            wrote=[escape_markdown(text) for text in summary.what_they_wrote],
+            department=dept.name if dept else None,
+            hospital=hospital.name if hospital else None,
+        )
+
+
+def escape_markdown(text: str) -> str:
+    """User text shown back as plain text: HTML escaped and markdown control characters neutralised."""
+    escaped = html.escape(text, quote=True)
+    return re.sub(r"([\\`*_{}\[\]()#+!|>~])", r"\\\1", escaped).replace("\n", " ")

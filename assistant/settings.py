@@ -74,6 +74,7 @@ class Settings(BaseSettings):
         description="Model name sent to the endpoint.",
     )
     llm_timeout_s: float = Field(20.0, description="After this the template reply is used instead.")
+    llm_stream: bool = Field(True, description="Ask the model for a streamed answer (checked in full before showing).")
 
     @property
     def chroma_dir(self) -> Path:

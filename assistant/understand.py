@@ -26,6 +26,11 @@ CHILD_WORDS = re.compile(
     r"\b(my|our|her|his|the) (little |baby |newborn |infant |teenage |adopted )?"
     r"(son|daughter|baby|child|kid|kids|boy|girl|toddler|infant|newborn|twins|grandson|granddaughter|nephew|niece)\b"
 )
+CHILD_STATED = re.compile(
+    r"\b(a|an|for a|for my|its a|it is a|is a|my) (child|kid|baby|toddler|teenager|teen|minor|infant|newborn)\b"
+    r"|^(child|kid|baby)\W*$"
+)
+ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(
     r"\b(my|our) (dad|father|mum|mom|mother|husband|wife|partner|grandma|grandmother|grandpa|grandfather|"
@@ -34,13 +39,14 @@ ADULT_RELATIVES = re.compile(
 AGE_PATTERNS = (
     (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?old\b"), "young"),
     (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?|yo|y/o|y\.o\.)(?:-| )?(?:old)?\b"), "years"),
-    (re.compile(r"\b(?:i am|im|aged|age|he is|she is|hes|shes) (\d{1,3})\b"), "years"),
+    (re.compile(r"\b(?:aged|age|he is|she is|hes|shes) (\d{1,3})\b"), "years"),
     (re.compile(r"(\d{1,3}) ?岁"), "years"),
-    (re.compile(r"(\d{1,2}) ?(?:个月|周|天)"), "young"),
+    (re.compile(r"(\d{1,2}) ?(?:个月|周|天)大"), "young"),
 )
+FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
-FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself)\b")
+FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself|my|mine)\b")
 
 GOALS = {
     "second_opinion": ("second opinion", "another opinion", "review my", "confirm the diagnosis", "第二意见"),
@@ -66,7 +72,7 @@ class Case:
 
     texts: list[str] = field(default_factory=list)
     hits: list[TermHit] = field(default_factory=list)
-    who: str | None = None  # self | child | adult_relative
+    who: str | None = None  # self | child | adult | adult_relative
     age_years: float | None = None
     goals: set[str] = field(default_factory=set)
     language: str = "en"
@@ -95,7 +101,7 @@ class Case:
             return self.age_years < 18
         if self.who == "child":
             return True
-        if self.who in ("self", "adult_relative"):
+        if self.who in ("self", "adult", "adult_relative"):
             return False
         return None
 
@@ -170,7 +176,8 @@ def _negated(words: list[str], start: int) -> bool:
     return any(phrase in before for phrase in NEGATOR_PHRASES)
 
 
-def detect_age(normalized: str) -> float | None:
+def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
+    """The patient's age; "I'm 40" is the writer's age, which is the patient's only when writing for themselves."""
     for pattern, unit in AGE_PATTERNS:
         match = pattern.search(normalized)
         if match:
@@ -179,12 +186,18 @@ def detect_age(normalized: str) -> float | None:
                 return 0.0 if value < 24 else value / 12
             if 0 < value < 120:
                 return float(value)
+    if patient_is_writer:
+        match = FIRST_PERSON_AGE.search(normalized)
+        if match and 0 < int(match.group(1)) < 120:
+            return float(match.group(1))
     return None
 
 
 def detect_who(normalized: str, raw: str) -> str | None:
-    if CHILD_WORDS.search(normalized) or any(word in raw for word in ZH_CHILD):
+    if CHILD_WORDS.search(normalized) or CHILD_STATED.search(normalized) or any(word in raw for word in ZH_CHILD):
         return "child"
+    if ADULT_STATED.search(normalized) or "成人" in raw or "成年" in raw:
+        return "adult"
     if ADULT_RELATIVES.search(normalized) or any(word in raw for word in ZH_ADULT_RELATIVE):
         return "adult_relative"
     if FIRST_PERSON.search(normalized) or "我" in raw:
@@ -207,14 +220,14 @@ class Understander:
         normalized = normalize(text)
         case.texts.append(text)
         case.hits.extend(self.vocabulary.find(text))
-        age = detect_age(normalized)
+        who = detect_who(normalized, text)
+        if who in ("child", "adult") or case.who in (None, "self"):
+            case.who = who or case.who
+        age = detect_age(normalized, patient_is_writer=case.who in (None, "self", "adult"))
         if age is not None:
             case.age_years = age
         elif INFANT_WORDS.search(normalized) and case.age_years is None:
             case.age_years = 0.5
-        who = detect_who(normalized, text)
-        if who == "child" or case.who is None or (who and case.who == "self"):
-            case.who = who or case.who
         case.goals |= detect_goals(normalized)
         case.language = "zh" if cjk_share(text) > 0.3 else "en"
         return case

@@ -1,0 +1,242 @@
+"""The assistant of the design: one answer path for the web page, the API, the widget and the evaluations.
+
+    assistant = Assistant.from_settings()
+    conv = assistant.start(widget_hospital=None)
+    reply = assistant.reply(conv, "user text")
+
+A turn runs safety -> understand -> dialogue -> match -> respond. `stream` yields the reply text
+in pieces and then the whole `Reply`; `reply` is `stream` run to the end, so both share one path.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from assistant.dialogue import Dialogue, Intent
+from assistant.engine import Engine
+from assistant.knowledge import KnowledgeBase
+from assistant.match import Candidate
+from assistant.reply import EvidenceItem, IntakeItem, Recommendation, ReferralSummary, Reply
+from assistant.respond import Composer
+from assistant.safety import SEVERITY, SafetyChecker, Triage
+from assistant.settings import Settings
+from assistant.understand import Case
+
+MAX_MESSAGE_CHARS = 4000
+
+
+@dataclass
+class Turn:
+    user: str
+    reply: str
+    triage: str
+    latency_ms: float
+
+
+@dataclass
+class Conversation:
+    """One person's conversation; all state lives here, never on the shared Assistant."""
+
+    id: str
+    widget_hospital: str | None = None
+    case: Case = field(default_factory=Case)
+    turns: list[Turn] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    shortlist: list[Recommendation] = field(default_factory=list)
+    focus: int | None = None  # the recommendation the user last asked about
+    chosen: int | None = None
+    in_shanghai: bool = False
+    language_note_given: bool = False
+    highest_triage: str = "routine"
+    referral: ReferralSummary | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+def recommendation_from(candidate: Candidate) -> Recommendation:
+    return Recommendation(
+        hospital_id=candidate.hospital_id,
+        department_id=candidate.department_id,
+        specialties=candidate.specialties,
+        score=candidate.score,
+        why=candidate.why,
+        evidence=[EvidenceItem(source_id=e.source_id, quote=e.quote) for e in candidate.evidence],
+    )
+
+
+class Assistant:
+    def __init__(self, engine: Engine, safety: SafetyChecker, dialogue: Dialogue, composer: Composer) -> None:
+        self.engine = engine
+        self.safety = safety
+        self.dialogue = dialogue
+        self.composer = composer
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, engine: Engine | None = None) -> Assistant:
+        settings = settings or (engine.settings if engine else Settings())
+        engine = engine or Engine.load(settings)
+        knowledge_dir = settings.knowledge_dir
+        safety = SafetyChecker.from_dir(knowledge_dir / "safety", embed=engine.embeddings.encode)
+        dialogue = Dialogue(knowledge_dir / "dialogue" / "intents.yaml", settings.prompts_dir / "questions.yaml")
+        composer = Composer.from_settings(settings, engine.kb)
+        return cls(engine, safety, dialogue, composer)
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.engine.kb
+
+    @property
+    def settings(self) -> Settings:
+        return self.engine.settings
+
+    def start(self, widget_hospital: str | None = None) -> Conversation:
+        if widget_hospital is not None and widget_hospital not in self.kb.hospitals:
+            raise ValueError(f"unknown hospital id '{widget_hospital}'")
+        return Conversation(id=uuid.uuid4().hex, widget_hospital=widget_hospital)
+
+    def reply(self, conv: Conversation, text: str) -> Reply:
+        final = None
+        for event in self.stream(conv, text):
+            if isinstance(event, Reply):
+                final = event
+        assert final is not None
+        return final
+
+    def stream(self, conv: Conversation, text: str) -> Iterator[TextDelta | Reply]:
+        started = time.perf_counter()
+        reply = self._turn(conv, text)
+        reply = self.composer.phrase(reply, conv, text)
+        for piece in self.composer.pieces(reply.text):
+            yield TextDelta(piece)
+        if text.strip():
+            conv.turns.append(Turn(text, reply.text, reply.triage, (time.perf_counter() - started) * 1000))
+        yield reply
+
+    # --- one turn, step by step ------------------------------------------------------------------
+    def _turn(self, conv: Conversation, text: str) -> Reply:
+        text = text[:MAX_MESSAGE_CHARS]
+        if not text.strip():
+            return self._reply(self.composer.render("empty.md.j2"))
+
+        vector = self.engine.embeddings.encode([text])[0]
+        triage = self.safety.triage(text, vector)
+        if SEVERITY[triage.level] > SEVERITY[conv.highest_triage]:
+            conv.highest_triage = triage.level
+        if triage.is_emergency:
+            conv.shortlist = []
+            template = "crisis.md.j2" if triage.is_crisis else "emergency.md.j2"
+            return self._reply(self.composer.render(template, family=triage.family or ""), triage="emergency")
+        if self.safety.is_injection(text):
+            return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
+
+        intent = self.dialogue.intent(text)
+        update = self.engine.understander.update(Case(), text)
+        new_facts = bool(update.terms) or update.age_years is not None or update.who not in (None, "self")
+        if not new_facts and intent.name is None and self.safety.is_off_topic(text, has_medical_terms=False):
+            return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
+
+        if intent.name == "restart":
+            conv.case, conv.asked, conv.shortlist = Case(), [], []
+            conv.focus = conv.chosen = None
+            conv.referral = None
+            return self._reply(self.composer.render("restart.md.j2"))
+        if intent.name == "in_shanghai":
+            conv.in_shanghai = True
+        if new_facts or (intent.name is None and not conv.shortlist):
+            self.engine.understander.update(conv.case, text)
+            return self._recommend_or_ask(conv, triage)
+        return self._follow_up(conv, intent, triage)
+
+    def _recommend_or_ask(self, conv: Conversation, triage: Triage) -> Reply:
+        question = self.dialogue.question_to_ask(conv.case, self.engine.understander, conv.asked)
+        if question is not None:
+            conv.asked.append(question)
+            text = self.dialogue.question_text(question)
+            return self._reply(self.composer.render("question.md.j2", question=text, **self._notes(conv, triage)),
+                               triage=triage.level, question=text)
+        candidates = self.engine.rank(conv.case, conv.widget_hospital)
+        top = candidates[: self.settings.top_k]
+        if conv.widget_hospital and not self._hospital_covers(conv.widget_hospital, conv.case):
+            conv.shortlist = []
+            hospital = self.kb.hospitals[conv.widget_hospital]
+            specialty = self._top_specialty_name(conv.case)
+            return self._reply(
+                self.composer.render("widget_lacks.md.j2", hospital=hospital.name, specialty=specialty,
+                                     **self._notes(conv, triage)),
+                triage=triage.level,
+            )
+        conv.shortlist = [recommendation_from(c) for c in top]
+        conv.focus = conv.chosen = None
+        text = self.composer.recommendations(conv.shortlist, notes=self._notes(conv, triage),
+                                             in_shanghai=conv.in_shanghai)
+        return self._reply(text, triage=triage.level, recommendations=conv.shortlist)
+
+    def _follow_up(self, conv: Conversation, intent: Intent, triage: Triage) -> Reply:
+        notes = self._notes(conv, triage)
+        keep = {"triage": triage.level, "recommendations": conv.shortlist}
+        if intent.name in ("greeting", "thanks"):
+            return self._reply(self.composer.render(f"{intent.name}.md.j2", has_shortlist=bool(conv.shortlist)), **keep)
+        if intent.name == "referral":
+            conv.referral = self.composer.referral(conv.case, self._pointed(conv, intent), conv.widget_hospital)
+            return self._reply(self.composer.referral_text(conv.referral), **keep)
+        if not conv.shortlist:
+            return self._reply(self.composer.render("need_case.md.j2", **notes), triage=triage.level)
+        pointed = self._pointed(conv, intent)
+        if intent.name in ("detail", "children"):
+            conv.focus = conv.shortlist.index(pointed)
+            template = "detail.md.j2" if intent.name == "detail" else "children.md.j2"
+            return self._reply(self.composer.department(template, pointed, notes), **keep)
+        if intent.name == "choose":
+            conv.chosen = conv.focus = conv.shortlist.index(pointed)
+        topics = self.dialogue.intake_topics(intent) or (["pre_consultation", "first_visit"]
+                                                         if intent.name == "in_shanghai" else [])
+        if not topics:
+            return self._reply(self.composer.render("need_case.md.j2", **notes), **keep)
+        chosen = conv.shortlist[conv.chosen] if conv.chosen is not None else None
+        items = self.composer.intake_items(topics, chosen, skip_visa=conv.in_shanghai)
+        text = self.composer.intake_text(items, chosen, notes, in_shanghai=conv.in_shanghai,
+                                         just_arrived=intent.name == "in_shanghai")
+        return self._reply(text, intake=items, **keep)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _pointed(self, conv: Conversation, intent: Intent) -> Recommendation | None:
+        if not conv.shortlist:
+            return None
+        if intent.ordinal is not None and -len(conv.shortlist) <= intent.ordinal < len(conv.shortlist):
+            return conv.shortlist[intent.ordinal]
+        for index in (conv.focus, conv.chosen, 0):
+            if index is not None:
+                return conv.shortlist[index]
+        return conv.shortlist[0]
+
+    def _notes(self, conv: Conversation, triage: Triage) -> dict[str, bool]:
+        """Banners that sit above any reply: urgent care first, then the language note (once)."""
+        language_note = conv.case.language == "zh" and not conv.language_note_given and not self.composer.multilingual
+        if language_note:
+            conv.language_note_given = True
+        return {"urgent": triage.level == "urgent", "language_note": language_note}
+
+    def _hospital_covers(self, hospital_id: str, case: Case) -> bool:
+        scores = self.engine.understander.specialty_scores(case)
+        if not scores:
+            return True
+        top = max(scores, key=scores.get)
+        offered = {code for dept in self.kb.hospitals[hospital_id].departments for code in dept.specialties}
+        return top in offered
+
+    def _top_specialty_name(self, case: Case) -> str:
+        scores = self.engine.understander.specialty_scores(case)
+        return self.kb.specialties[max(scores, key=scores.get)].name if scores else "this problem"
+
+    @staticmethod
+    def _reply(text: str, triage: str = "routine", out_of_scope: bool = False,
+               recommendations: list[Recommendation] | None = None, question: str | None = None,
+               intake: list[IntakeItem] | None = None) -> Reply:
+        return Reply(text=text, triage=triage, out_of_scope=out_of_scope, recommendations=recommendations or [],
+                     question=question, intake=intake)

@@ -1,0 +1,91 @@
+"""Decide the next move: ask the one question that changes the ranking, recommend, or follow up.
+
+Questions are few by design: at most two before the first recommendation, never one whose
+answer the user already gave, and only when the answer would change who we recommend.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from assistant.knowledge import KnowledgeError
+from assistant.text import normalize
+from assistant.understand import Case, Understander
+
+MAX_QUESTIONS_BEFORE_RECOMMENDING = 2
+AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means age decides
+
+
+class IntentFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    intents: dict[str, list[str]]
+    ordinals: dict[str, int]
+    intake_topics: dict[str, list[str]]
+    generic_terms: list[str]
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str | None = None
+    ordinal: int | None = None  # which recommendation the user points at, 0-based; -1 is the last
+
+
+class Dialogue:
+    def __init__(self, intents_path: Path, questions_path: Path) -> None:
+        try:
+            self.config = IntentFile.model_validate(yaml.safe_load(intents_path.read_text(encoding="utf-8")))
+            self.questions: dict[str, str] = yaml.safe_load(questions_path.read_text(encoding="utf-8"))
+            self.patterns = {
+                name: [re.compile(pattern) for pattern in patterns]
+                for name, patterns in self.config.intents.items()
+            }
+        except (ValidationError, yaml.YAMLError, re.error) as error:
+            raise KnowledgeError(f"{intents_path} or {questions_path}: {error}") from error
+        ordinal_words = sorted(self.config.ordinals, key=len, reverse=True)
+        alternatives = "|".join(map(re.escape, ordinal_words))
+        self.ordinal_pattern = re.compile(rf"(?<![a-z0-9])({alternatives})(?![a-z0-9])")
+        self.generic_terms = {normalize(term) for term in self.config.generic_terms}
+
+    def intent(self, text: str) -> Intent:
+        normalized = normalize(text)
+        for name, patterns in self.patterns.items():
+            if any(pattern.search(normalized) for pattern in patterns):
+                return Intent(name, self.ordinal(normalized))
+        return Intent(None, None)
+
+    def ordinal(self, normalized: str) -> int | None:
+        found = self.ordinal_pattern.search(re.sub(r"#", "", normalized))
+        return self.config.ordinals[found.group(1)] if found else None
+
+    def intake_topics(self, intent: Intent) -> list[str]:
+        return self.config.intake_topics.get(intent.name or "", [])
+
+    def question_to_ask(self, case: Case, understander: Understander, asked: list[str]) -> str | None:
+        """The key of the question whose answer changes the ranking most, or None to recommend now."""
+        if len(asked) >= MAX_QUESTIONS_BEFORE_RECOMMENDING:
+            return None
+        terms = [normalize(term) for term in case.terms]
+        if not terms:
+            return "diagnosis" if "diagnosis" not in asked else None
+        if all(term in self.generic_terms for term in terms) and "organ" not in asked:
+            return "organ"
+        if case.is_child is None and "age" not in asked and self._age_changes_ranking(case, understander):
+            return "age"
+        return None
+
+    @staticmethod
+    def _age_changes_ranking(case: Case, understander: Understander) -> bool:
+        scores = case.raw_scores()
+        pediatric = max((w for c, w in scores.items() if c in understander.pediatric_codes), default=0.0)
+        adult = max((w for c, w in scores.items() if c not in understander.pediatric_codes), default=0.0)
+        if not pediatric or not adult:
+            return False
+        return min(pediatric, adult) / max(pediatric, adult) >= AGE_AMBIGUITY_RATIO
+
+    def question_text(self, key: str) -> str:
+        return self.questions[key]

@@ -1,0 +1,108 @@
+"""Optional phrasing by a language model (any OpenAI-compatible endpoint), guarded.
+
+The model only rewrites the template reply, which already holds every fact and citation. Its
+answer is checked before anyone sees it; a hospital or department that is not in the draft, a
+phone number, e-mail, price or percentage the draft does not contain, or a dropped emergency
+instruction sends us back to the template reply. So do timeouts, errors and empty answers.
+Triage and ranking never come from the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from assistant.knowledge import SENSITIVE_PATTERNS, KnowledgeBase
+from assistant.reply import Reply
+from assistant.respond import Composer, Templates
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
+EMERGENCY_MARKERS = ("120", "112", "911")
+HOSPITAL_NAME = re.compile(
+    r"\b(?:[A-Z][\w'’-]+\s){1,6}(?:Hospital|Medical Center|Medical Centre|Clinic|Cancer Center)\b"
+)
+
+
+class GuardRejected(Exception):
+    """The model's answer may not be shown; the message says why (never the user's text)."""
+
+
+class ModelComposer(Composer):
+    multilingual = True
+
+    def __init__(self, templates: Templates, kb: KnowledgeBase, settings: Settings) -> None:
+        super().__init__(templates, kb)
+        from langchain_openai import ChatOpenAI
+
+        self.settings = settings
+        self.system_prompt = (settings.prompts_dir / "system.md").read_text(encoding="utf-8")
+        self.model = ChatOpenAI(
+            model=settings.openai_model,
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout_s,
+            max_retries=0,
+            temperature=0.2,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llm")
+        self.last_outcome = "not used"
+
+    def phrase(self, reply: Reply, conv: object, user_text: str) -> Reply:
+        if not user_text.strip() or (reply.triage == "emergency" and "crisis line" in reply.text):
+            return reply  # the crisis reply is never rephrased
+        language = LANGUAGES.get(getattr(getattr(conv, "case", None), "language", "en"), "English")
+        future = self.pool.submit(self._ask, reply.text, language)
+        try:
+            answer = future.result(timeout=self.settings.llm_timeout_s + 1)
+            self.check(answer, reply)
+        except FutureTimeout:
+            return self._fallback(reply, "timeout")
+        except GuardRejected as rejected:
+            return self._fallback(reply, f"guard: {rejected}")
+        except Exception as error:  # any failure of the endpoint: the template reply is a good answer
+            return self._fallback(reply, f"error: {type(error).__name__}")
+        self.last_outcome = "model"
+        return reply.model_copy(update={"text": answer.strip()})
+
+    def _ask(self, draft: str, language: str) -> str:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        messages = [SystemMessage(self.system_prompt.replace("{language}", language)), HumanMessage(draft)]
+        if not self.settings.llm_stream:
+            content = self.model.invoke(messages).content
+            return content if isinstance(content, str) else ""
+        pieces = [chunk.content for chunk in self.model.stream(messages)]
+        return "".join(piece if isinstance(piece, str) else "" for piece in pieces)
+
+    def _fallback(self, reply: Reply, reason: str) -> Reply:
+        self.last_outcome = reason
+        log.warning("language model answer not used (%s): template reply sent", reason)
+        return reply
+
+    def check(self, answer: str, reply: Reply) -> None:
+        draft = reply.text
+        if not answer or not answer.strip():
+            raise GuardRejected("empty answer")
+        for label, pattern in SENSITIVE_PATTERNS.items():
+            for found in pattern.finditer(answer):
+                if found.group(0) not in draft:
+                    raise GuardRejected(f"{label} not in the draft")
+        allowed = {rec.hospital_id for rec in reply.recommendations}
+        for hospital in self.kb.hospitals.values():
+            names = [hospital.name, hospital.name_zh, *hospital.aliases]
+            if hospital.id not in allowed and any(name in answer and name not in draft for name in names if name):
+                raise GuardRejected(f"hospital '{hospital.id}' not in the evidence")
+        for name in HOSPITAL_NAME.findall(answer):
+            if name not in draft and not any(name in h.name or h.name in name for h in self.kb.hospitals.values()):
+                raise GuardRejected("unknown hospital name")
+        allowed_departments = {self.kb.department(rec.department_id).name for rec in reply.recommendations}
+        for dept in self.kb.departments.values():
+            if dept.name not in allowed_departments and dept.name in answer and dept.name not in draft:
+                raise GuardRejected("department not in the evidence")
+        if reply.triage == "emergency" and not any(marker in answer for marker in EMERGENCY_MARKERS):
+            raise GuardRejected("emergency instruction dropped")

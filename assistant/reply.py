@@ -1,0 +1,49 @@
+"""The typed results a turn returns: what the web app, the API and the evaluation runner read."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class EvidenceItem(BaseModel):
+    source_id: str
+    quote: str
+
+
+class Recommendation(BaseModel):
+    hospital_id: str
+    department_id: str
+    specialties: list[str]
+    score: float
+    why: str
+    evidence: list[EvidenceItem]
+
+
+class IntakeItem(BaseModel):
+    topic: str
+    title: str
+    text: str
+    sources: list[str]
+
+
+class Reply(BaseModel):
+    text: str
+    triage: Literal["emergency", "urgent", "routine"]
+    out_of_scope: bool
+    recommendations: list[Recommendation]
+    question: str | None
+    intake: list[IntakeItem] | None
+
+
+class ReferralSummary(BaseModel):
+    """Only what the user wrote, plus the department they chose: shown for review before any sending."""
+
+    patient: dict[str, str | float | None]
+    what_they_wrote: list[str]
+    conditions_mentioned: list[str]
+    goals: list[str]
+    hospital_id: str | None
+    department_id: str | None
+    questions_for_the_team: list[str]

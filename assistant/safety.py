@@ -1,0 +1,243 @@
+"""Emergency triage, scope and injection checks: the first step of every turn, deterministic.
+
+The rules live in knowledge/safety/red_flags.yaml. A rule fires when all of its terms appear in
+clauses that speak about now: a negated term ("no chest pain"), a clause about the past ("I had
+a stroke in 2019"), a hypothetical ("what if I get chest pain on the flight?") or a general
+question ("what is a heart attack?") does not count. A semantic check against emergency
+exemplars, with the same packaged embedding model, backs the rules up for paraphrases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from assistant.knowledge import KnowledgeError
+from assistant.text import normalize
+
+Level = Literal["emergency", "urgent", "routine"]
+SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
+CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
+CLAUSE_SPLIT = re.compile(r"[.!?;\n。！？；]+|\bbut\b|\bhowever\b|但是|可是|不过")
+NEGATION_WINDOW = 4
+NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    family: str
+    level: Literal["emergency", "urgent"]
+    all: list[str] = Field(min_length=1)
+
+
+class Context(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    negators: list[str]
+    past: list[str]
+    hypothetical: list[str]
+    chronic: list[str]
+    acute: list[str]
+    personal: list[str]
+    question_about: list[str]
+    third_party_story: list[str]
+
+
+class RedFlagFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    terms: dict[str, list[str]]
+    rules: list[Rule]
+    context: Context
+
+
+class Exemplar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    family: str
+
+
+class ExemplarFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float
+    margin: float
+    emergency: list[Exemplar]
+    calm: list[str]
+
+
+class ScopeFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    injection: list[str]
+    off_topic: list[str]
+    health_words: list[str]
+
+
+@dataclass(frozen=True)
+class Triage:
+    level: Level = "routine"
+    family: str | None = None
+    terms: tuple[str, ...] = ()
+    via: str | None = None  # "rule" | "semantic"
+
+    @property
+    def is_emergency(self) -> bool:
+        return self.level == "emergency"
+
+    @property
+    def is_crisis(self) -> bool:
+        return self.family in CRISIS_FAMILIES
+
+
+def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
+    # letters may not continue a match on either side: 'son' must not fire inside 'person'
+    return [re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])") for pattern in patterns]
+
+
+def _load(model: type[BaseModel], path: Path):
+    try:
+        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (ValidationError, yaml.YAMLError) as error:
+        raise KnowledgeError(f"{path}: {error}") from error
+
+
+@dataclass
+class Clause:
+    text: str
+    counts: bool  # False when the clause is about the past, a hypothetical or a general question
+
+
+@dataclass
+class SafetyChecker:
+    """Rules first, then the semantic backup; both read files under knowledge/safety/."""
+
+    rules_file: RedFlagFile
+    exemplars: ExemplarFile
+    scope: ScopeFile
+    embed: object | None = None  # callable(list[str]) -> np.ndarray, the packaged model
+    terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
+    _exemplar_vectors: np.ndarray | None = None
+    _calm_vectors: np.ndarray | None = None
+
+    @classmethod
+    def from_dir(cls, safety_dir: Path, embed=None) -> SafetyChecker:
+        checker = cls(
+            rules_file=_load(RedFlagFile, safety_dir / "red_flags.yaml"),
+            exemplars=_load(ExemplarFile, safety_dir / "exemplars.yaml"),
+            scope=_load(ScopeFile, safety_dir / "scope.yaml"),
+            embed=embed,
+        )
+        checker._compile_all(safety_dir)
+        return checker
+
+    def _compile_all(self, safety_dir: Path) -> None:
+        try:
+            self.terms = {name: _compile(patterns) for name, patterns in self.rules_file.terms.items()}
+            context = self.rules_file.context
+            self._negators = list(context.negators)
+            self._past = _compile(context.past)
+            self._hypothetical = _compile(context.hypothetical)
+            self._chronic = _compile(context.chronic)
+            self._acute = _compile(context.acute)
+            self._personal = _compile(context.personal)
+            self._question = _compile(context.question_about)
+            self._story = _compile(context.third_party_story)
+            self._injection = _compile(self.scope.injection)
+            self._off_topic = _compile(self.scope.off_topic)
+            self._health = _compile(self.scope.health_words)
+        except re.error as error:
+            raise KnowledgeError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
+        for rule in self.rules_file.rules:
+            for term in rule.all:
+                if term not in self.terms:
+                    raise KnowledgeError(
+                        f"{safety_dir / 'red_flags.yaml'}: rule '{rule.family}' uses unknown term '{term}'"
+                    )
+        if self.embed is not None:
+            self._exemplar_vectors = self.embed([e.text for e in self.exemplars.emergency])
+            self._calm_vectors = self.embed(self.exemplars.calm)
+
+    # --- reading a message --------------------------------------------------------------------
+    def clauses(self, text: str) -> list[Clause]:
+        clauses = []
+        for part in CLAUSE_SPLIT.split(normalize(text)):
+            part = part.strip(" ,")
+            if not part:
+                continue
+            clauses.append(Clause(part, self._speaks_about_now(part)))
+        return clauses
+
+    def _speaks_about_now(self, clause: str) -> bool:
+        def any_of(patterns: list[re.Pattern[str]]) -> bool:
+            return any(p.search(clause) for p in patterns)
+
+        if any_of(self._hypothetical) or any_of(self._story):
+            return False
+        if any_of(self._question) and not any_of(self._personal):
+            return False
+        return not ((any_of(self._past) or any_of(self._chronic)) and not any_of(self._acute))
+
+    def _negated(self, clause: str, start: int) -> bool:
+        before = clause[:start]
+        before = before.rsplit(",", 1)[-1]  # a comma ends the reach of "no": "no fever, vomiting blood"
+        if any(before.endswith(n) or before.endswith(n + " ") for n in self._negators if not n.isascii()):
+            return True
+        words = before.split()[-NEGATION_WINDOW:]
+        for i, word in enumerate(words):
+            following = words[i + 1] if i + 1 < len(words) else ""
+            if following in NOT_A_NEGATION_AFTER:
+                continue
+            if word in self._negators:
+                return True
+        joined = " ".join(words)
+        return any(" " in n and n in joined for n in self._negators if n.isascii())
+
+    def present_terms(self, text: str) -> set[str]:
+        present = set()
+        clauses = [clause for clause in self.clauses(text) if clause.counts]
+        for name, patterns in self.terms.items():
+            for clause in clauses:
+                if any(not self._negated(clause.text, m.start()) for p in patterns for m in p.finditer(clause.text)):
+                    present.add(name)
+                    break
+        return present
+
+    def triage(self, text: str, vector: np.ndarray | None = None) -> Triage:
+        present = self.present_terms(text)
+        best = Triage()
+        for rule in self.rules_file.rules:
+            if all(term in present for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
+                best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
+        if best.level != "emergency" and vector is not None:
+            semantic = self.semantic(text, vector)
+            if semantic is not None:
+                return semantic
+        return best
+
+    def semantic(self, text: str, vector: np.ndarray) -> Triage | None:
+        """Paraphrases the rules miss: close to an emergency exemplar and clearly closer than to calm ones."""
+        if self._exemplar_vectors is None or not any(c.counts for c in self.clauses(text)):
+            return None
+        emergency = self._exemplar_vectors @ vector
+        calm = float(np.max(self._calm_vectors @ vector)) if len(self.exemplars.calm) else 0.0
+        best = int(np.argmax(emergency))
+        if emergency[best] >= self.exemplars.threshold and emergency[best] - calm >= self.exemplars.margin:
+            return Triage("emergency", self.exemplars.emergency[best].family, (), "semantic")
+        return None
+
+    # --- scope ----------------------------------------------------------------------------------
+    def is_injection(self, text: str) -> bool:
+        normalized = normalize(text)
+        return any(p.search(normalized) for p in self._injection)
+
+    def is_off_topic(self, text: str, has_medical_terms: bool) -> bool:
+        """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope."""
+        if has_medical_terms:
+            return False
+        normalized = normalize(text)
+        if any(p.search(normalized) for p in self._health):
+            return False
+        return any(p.search(normalized) for p in self._off_topic)

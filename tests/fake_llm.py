@@ -1,0 +1,124 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 for the language-model tests.
+
+It speaks the real wire protocol (JSON and server-sent events), so the real langchain-openai
+client runs end to end. The requested model name picks the behaviour:
+
+    good            echoes the draft with a friendly first line (streamed or not)
+    chinese         the draft with a Chinese first line
+    invent-hospital adds a hospital that is not in the evidence
+    fake-phone      adds a phone number
+    fake-price      adds a price
+    drop-emergency  answers without the emergency instruction
+    slow            waits longer than the client's timeout
+    slow-stream     sends a first chunk, then stalls
+    error500        answers HTTP 500
+    malformed       answers 200 with a body that is not JSON
+    empty           answers with empty content
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def answer_for(model: str, draft: str) -> str:
+    if model == "chinese":
+        return "以下是为您整理的信息：\n\n" + draft
+    if model == "invent-hospital":
+        return draft + "\n\nYou could also try Springfield General Hospital, which is excellent."
+    if model == "fake-phone":
+        return draft + "\n\nCall the department on +86 21 5555 0199 to book."
+    if model == "fake-price":
+        return draft + "\n\nTreatment costs about USD 30,000."
+    if model == "drop-emergency":
+        return "Please rest and drink water; you will feel better soon."
+    if model == "empty":
+        return ""
+    return "Here is what I found for you.\n\n" + draft
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    requests: list[dict] = []
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        Handler.requests.append(body)
+        model = body.get("model", "good")
+        draft = body["messages"][-1]["content"]
+        if model == "error500":
+            self._send(500, b'{"error": {"message": "internal error"}}')
+            return
+        if model == "malformed":
+            self._send(200, b"this is { not json")
+            return
+        if model == "slow":
+            time.sleep(3)
+        text = answer_for(model, draft)
+        if body.get("stream"):
+            self._stream(model, text)
+        else:
+            payload = {
+                "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+            self._send(200, json.dumps(payload).encode())
+
+    def _send(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, model: str, text: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        pieces = [text[i : i + 40] for i in range(0, len(text), 40)] or [""]
+        for number, piece in enumerate(pieces):
+            chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": model, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            if model == "slow-stream" and number == 0:
+                time.sleep(3)
+        done = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class FakeLLMServer:
+    def __init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        return Handler.requests
+
+    def __enter__(self) -> FakeLLMServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,119 @@
+"""The optional language model phrases replies, and its guard falls back to the template on every failure.
+
+Driven end to end through the real langchain-openai client against a small OpenAI-compatible
+server on 127.0.0.1 (tests/fake_llm.py); no mock objects stand in for the client.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from assistant.core import Assistant
+from assistant.phrasing import ModelComposer
+from tests.fake_llm import FakeLLMServer
+
+CASE = "I'm 62 and my multiple myeloma relapsed twice, I want CAR-T"
+
+
+@pytest.fixture(scope="module")
+def llm_server():
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def template_assistant(engine):
+    return Assistant.from_settings(engine=engine)
+
+
+def model_assistant(engine, server: FakeLLMServer, behaviour: str, **extra) -> Assistant:
+    settings = engine.settings.model_copy(update={
+        "openai_base_url": server.base_url, "openai_api_key": "test-key", "openai_model": behaviour,
+        "llm_timeout_s": 1.0, **extra,
+    })
+    return Assistant.from_settings(settings, engine=engine)
+
+
+def template_text(template_assistant: Assistant, text: str) -> str:
+    return template_assistant.reply(template_assistant.start(), text).text
+
+
+def test_a_configured_endpoint_switches_phrasing_to_the_model(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "good")
+    assert isinstance(assistant.composer, ModelComposer)
+    reply = assistant.reply(assistant.start(), CASE)
+    assert reply.text.startswith("Here is what I found for you.")
+    assert reply.recommendations, "ranking never comes from the model and is unchanged"
+
+
+def test_the_model_receives_the_template_draft_with_its_sources(engine, llm_server, template_assistant):
+    assistant = model_assistant(engine, llm_server, "good")
+    assistant.reply(assistant.start(), CASE)
+    sent = llm_server.requests[-1]["messages"]
+    assert sent[0]["role"] == "system" and "Use only facts that are in the draft" in sent[0]["content"]
+    assert sent[-1]["content"] == template_text(template_assistant, CASE)
+
+
+def test_non_streaming_completions_work_too(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "good", llm_stream=False)
+    reply = assistant.reply(assistant.start(), CASE)
+    assert reply.text.startswith("Here is what I found for you.")
+    assert llm_server.requests[-1].get("stream") in (None, False)
+
+
+def test_chinese_messages_get_the_reply_in_chinese_from_the_model(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "chinese")
+    reply = assistant.reply(assistant.start(), "我爸爸多发性骨髓瘤复发了，想做CAR-T")
+    assert reply.text.startswith("以下是为您整理的信息")
+    assert "Simplified Chinese" in llm_server.requests[-1]["messages"][0]["content"]
+    assert "只能用英文回复" not in reply.text, "the English-only note is for the template composer"
+
+
+@pytest.mark.parametrize("behaviour", ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed"])
+def test_a_bad_model_answer_falls_back_to_the_template_reply(engine, llm_server, template_assistant, behaviour):
+    assistant = model_assistant(engine, llm_server, behaviour)
+    reply = assistant.reply(assistant.start(), CASE)
+    assert reply.text == template_text(template_assistant, CASE)
+    assert assistant.composer.last_outcome != "model"
+    assert "error" not in reply.text.lower() and "sorry" not in reply.text.lower()
+
+
+@pytest.mark.parametrize("behaviour", ["slow", "slow-stream"])
+def test_a_slow_model_falls_back_within_the_timeout(engine, llm_server, template_assistant, behaviour):
+    assistant = model_assistant(engine, llm_server, behaviour)
+    started = time.perf_counter()
+    reply = assistant.reply(assistant.start(), CASE)
+    elapsed = time.perf_counter() - started
+    assert reply.text == template_text(template_assistant, CASE)
+    assert elapsed < assistant.settings.llm_timeout_s + 1.5
+
+
+def test_the_guard_names_what_it_caught(engine, llm_server):
+    caught = {}
+    for behaviour in ("invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "slow"):
+        assistant = model_assistant(engine, llm_server, behaviour)
+        assistant.reply(assistant.start(), CASE)
+        caught[behaviour] = assistant.composer.last_outcome
+    print("\nguard outcomes:", caught)
+    assert "hospital" in caught["invent-hospital"]
+    assert "phone" in caught["fake-phone"]
+    assert "price" in caught["fake-price"]
+    assert "empty" in caught["empty"]
+    assert caught["error500"].startswith("error") and caught["malformed"].startswith("error")
+    assert caught["slow"] in ("timeout", "error: APITimeoutError")
+
+
+def test_an_emergency_reply_that_loses_its_instruction_is_not_shown(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "drop-emergency")
+    reply = assistant.reply(assistant.start(), "my dad suddenly can't speak and his face is drooping")
+    assert reply.triage == "emergency"
+    assert "120" in reply.text and "emergency" in reply.text.lower()
+    assert "emergency instruction" in assistant.composer.last_outcome
+
+
+def test_triage_never_comes_from_the_model(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "good")
+    reply = assistant.reply(assistant.start(), "crushing chest pain and I'm sweating")
+    assert reply.triage == "emergency" and reply.recommendations == []
