@@ -46,7 +46,8 @@ def build_page(assistant: Assistant) -> gr.Blocks:
         gr.Markdown(INTRO)
         chat = gr.Chatbot(label="Assistant", height=520, sanitize_html=True, render_markdown=True)
         conv_state = gr.State(None)
-        box = gr.Textbox(placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice", label="Your message")
+        box = gr.Textbox(label="Your message",
+                         placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
         with gr.Row():
             for quick in ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
                           "Do I need a visa?", "Start over"):

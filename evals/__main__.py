@@ -1,0 +1,62 @@
+"""`python -m evals run --cases FILE --out RESULTS.json`: score the assistant on a case file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from assistant.settings import Settings, set_offline_environment
+from evals.cases import read_cases
+from evals.metrics import compute_metrics
+
+
+def summary_table(metrics: dict) -> str:
+    lines = ["metric                          value", "-" * 40]
+    for name, value in metrics.items():
+        shown = "n/a" if value is None else (f"{value:.1%}" if isinstance(value, float) and name[:7] != "latency"
+                                            and value <= 1 else f"{value}")
+        lines.append(f"{name:32}{shown}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from assistant.core import Assistant
+    from evals.runner import progress_bar, run_cases
+
+    case_file = read_cases(Path(args.cases))
+    for problem in case_file.problems:
+        print(problem, file=sys.stderr)
+    settings = Settings()
+    assistant = Assistant.from_settings(settings)
+    results = run_cases(assistant, case_file.cases, progress=progress_bar)
+    cases = {case.id: case.model_dump(exclude_none=True) for case in case_file.cases}
+    metrics = compute_metrics(results, cases)
+    output = {"metrics": metrics, "cases": results,
+              "run": {"cases_file": str(args.cases), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                      "settings_fingerprint": settings.fingerprint(), "knowledge": assistant.kb.fingerprint,
+                      "skipped_lines": case_file.problems}}
+    Path(args.out).write_text(json.dumps(output, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(summary_table(metrics))
+    failed = [r["id"] for r in results if r["passed"] is False]
+    print(f"{len(results)} cases, {len(failed)} failed" + (f": {', '.join(failed[:20])}" if failed else ""))
+    return 1 if case_file.problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_environment()
+    logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(prog="python -m evals")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a case file and write results")
+    run.add_argument("--cases", required=True)
+    run.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
