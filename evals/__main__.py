@@ -46,6 +46,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if case_file.problems else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from evals.report import render
+
+    page = render(Path(args.results), Path(args.compare) if args.compare else None)
+    Path(args.html).write_text(page, encoding="utf-8")
+    print(f"wrote {args.html}")
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from assistant.core import Assistant
+    from evals.baselines import compare, markdown_table
+
+    case_file = read_cases(Path(args.cases))
+    for problem in case_file.problems:
+        print(problem, file=sys.stderr)
+    table = markdown_table(compare(Assistant.from_settings(), case_file.cases))
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n", encoding="utf-8")
+    return 1 if case_file.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     set_offline_environment()
     logging.basicConfig(level=logging.ERROR)
@@ -54,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run a case file and write results")
     run.add_argument("--cases", required=True)
     run.add_argument("--out", required=True)
+    report = commands.add_parser("report", help="write one self-contained HTML page from a results file")
+    report.add_argument("results")
+    report.add_argument("--compare", help="another results file to diff against")
+    report.add_argument("--html", default="report.html")
+    baselines = commands.add_parser("baselines", help="compare with dense-only, BM25-only and LangChain RAG")
+    baselines.add_argument("--cases", required=True)
+    baselines.add_argument("--out", help="also write the Markdown table here")
     args = parser.parse_args(argv)
-    return cmd_run(args)
+    commands_by_name = {"run": cmd_run, "report": cmd_report, "baselines": cmd_baselines}
+    return commands_by_name[args.command](args)
 
 
 if __name__ == "__main__":
