@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test index lint validate clean
+.PHONY: run test index lint validate eval bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,18 @@ test: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+
+# Evaluation: dev and held-out sets side by side, one HTML report each (evals/README in the main README).
+eval: $(RUN_STAMP)
+	mkdir -p evals/results
+	$(PY) -m evals run --cases evals/cases/dev.jsonl --out evals/results/dev.json
+	$(PY) -m evals run --cases evals/cases/holdout.jsonl --out evals/results/holdout.json
+	$(PY) -m evals report evals/results/dev.json --html evals/results/dev.html
+	$(PY) -m evals report evals/results/holdout.json --html evals/results/holdout.html
+
+# Benchmarks: never part of `make test`; results land in benchmarks/results/.
+bench: $(RUN_STAMP)
+	$(PY) -m benchmarks.turn_latency
 
 clean:
 	rm -rf $(VENV) data
