@@ -55,6 +55,8 @@ eval: $(RUN_STAMP)
 # Benchmarks: never part of `make test`; results land in benchmarks/results/.
 bench: $(RUN_STAMP)
 	$(PY) -m benchmarks.turn_latency
+	$(PY) -m benchmarks.cold_start
+	$(PY) -m benchmarks.scale
 
 clean:
 	rm -rf $(VENV) data

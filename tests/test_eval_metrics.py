@@ -1,0 +1,95 @@
+"""The evaluation arithmetic on small hand-made results, including missing fields and empty denominators."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evals.cases import read_cases
+from evals.metrics import compute_metrics, passed, percentile
+
+
+def result(case_id: str, **fields) -> dict:
+    return {"id": case_id, "triage": "routine", "out_of_scope": False, "specialties": [], "hospitals": [],
+            "departments": [], "reply": "", "latency_ms": [], **fields}
+
+
+CASES = {
+    "a": {"id": "a", "expect": {"triage": "routine", "specialties": ["hematology"], "hospitals": ["ruijin"]}},
+    "b": {"id": "b", "expect": {"specialties": ["neurosurgery", "neurology"], "hospitals": ["huashan"]}},
+    "c": {"id": "c", "expect": {"triage": "emergency"}},
+    "d": {"id": "d", "expect": {"triage": "emergency"}},
+    "e": {"id": "e", "expect": {"out_of_scope": True}},
+    "f": {"id": "f"},
+}
+RESULTS = [
+    result("a", specialties=["hematology", "medical_oncology"], hospitals=["zhongshan", "ruijin"], latency_ms=[10, 30]),
+    result("b", specialties=["radiation_oncology", "neurology"], hospitals=["fuscc", "sphic", "renji", "huashan"],
+           latency_ms=[20]),
+    result("c", triage="emergency", latency_ms=[5]),
+    result("d", triage="urgent", latency_ms=[5]),
+    result("e", out_of_scope=True, latency_ms=[1]),
+    result("f", latency_ms=[100]),
+]
+
+
+def test_hit_at_1_and_at_3_count_only_cases_that_expect_specialties():
+    metrics = compute_metrics(RESULTS, CASES)
+    assert metrics["specialty_hit_at_1"] == 0.5  # a yes, b no
+    assert metrics["specialty_hit_at_3"] == 1.0  # b has neurology second
+
+
+def test_hospital_hit_at_3_ignores_the_fourth_place():
+    assert compute_metrics(RESULTS, CASES)["hospital_hit_at_3"] == 0.5  # huashan is 4th for b
+
+
+def test_emergency_recall_and_false_alarms_use_their_own_denominators():
+    metrics = compute_metrics(RESULTS, CASES)
+    assert metrics["emergency_recall"] == 0.5
+    assert metrics["emergency_false_alarm_rate"] == 0.0  # only "a" states a non-emergency triage
+
+
+def test_out_of_scope_accuracy_requires_no_recommendation():
+    assert compute_metrics(RESULTS, CASES)["out_of_scope_accuracy"] == 1.0
+    with_recommendation = [result("e", out_of_scope=True, departments=["ruijin/hematology"])]
+    assert compute_metrics(with_recommendation, CASES)["out_of_scope_accuracy"] == 0.0
+
+
+def test_latency_percentiles_cover_every_turn_of_every_case():
+    metrics = compute_metrics(RESULTS, CASES)
+    assert metrics["latency_ms_p50"] == 10.0
+    assert metrics["latency_ms_p95"] == pytest.approx(percentile([10, 30, 20, 5, 5, 1, 100], 0.95))
+
+
+def test_empty_denominators_give_none_not_a_number():
+    metrics = compute_metrics([result("f")], CASES)
+    for name in ("specialty_hit_at_1", "hospital_hit_at_3", "emergency_recall", "emergency_false_alarm_rate",
+                 "out_of_scope_accuracy", "latency_ms_p50"):
+        assert metrics[name] is None
+
+
+def test_missing_fields_in_a_result_count_as_misses_not_errors():
+    sparse = [{"id": "a"}, {"id": "c"}]
+    metrics = compute_metrics(sparse, CASES)
+    assert metrics["specialty_hit_at_1"] == 0.0 and metrics["emergency_recall"] == 0.0
+
+
+def test_a_case_passes_only_when_every_stated_expectation_holds():
+    assert passed(RESULTS[0], CASES["a"]["expect"]) is True
+    assert passed(RESULTS[3], CASES["d"]["expect"]) is False
+    assert passed(RESULTS[5], None) is None
+
+
+def test_bad_case_lines_are_reported_with_their_line_number_and_skipped(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"id": "ok", "turns": ["hello"]}),
+        "{not json",
+        json.dumps({"turns": ["no id"]}),
+        json.dumps({"id": "ok", "turns": ["duplicate"]}),
+        json.dumps({"id": "fine", "turns": ["x"], "expect": {"triage": "routine"}}),
+    ]), encoding="utf-8")
+    case_file = read_cases(path)
+    assert [c.id for c in case_file.cases] == ["ok", "fine"]
+    assert [p.split(":")[1] for p in case_file.problems] == ["2", "3", "4"]
