@@ -65,6 +65,8 @@ class ModelComposer(Composer):
         except GuardRejected as rejected:
             return self._fallback(reply, f"guard: {rejected}")
         except Exception as error:  # any failure of the endpoint: the template reply is a good answer
+            if "Timeout" in type(error).__name__:
+                return self._fallback(reply, "timeout")
             return self._fallback(reply, f"error: {type(error).__name__}")
         self.last_outcome = "model"
         return reply.model_copy(update={"text": answer.strip()})
