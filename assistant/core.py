@@ -240,3 +240,41 @@ class Assistant:
                intake: list[IntakeItem] | None = None) -> Reply:
         return Reply(text=text, triage=triage, out_of_scope=out_of_scope, recommendations=recommendations or [],
                      question=question, intake=intake)
+
+
+# --- persistence: a conversation as plain JSON, so any copy of the web app can continue it ----------
+
+def conversation_to_dict(conv: Conversation) -> dict:
+    case = conv.case
+    return {
+        "id": conv.id,
+        "widget_hospital": conv.widget_hospital,
+        "case": {"texts": case.texts, "hits": [vars(hit) for hit in case.hits], "who": case.who,
+                 "age_years": case.age_years, "goals": sorted(case.goals), "language": case.language},
+        "turns": [vars(turn) for turn in conv.turns],
+        "asked": conv.asked,
+        "shortlist": [rec.model_dump() for rec in conv.shortlist],
+        "focus": conv.focus,
+        "chosen": conv.chosen,
+        "in_shanghai": conv.in_shanghai,
+        "language_note_given": conv.language_note_given,
+        "highest_triage": conv.highest_triage,
+        "referral": conv.referral.model_dump() if conv.referral else None,
+    }
+
+
+def conversation_from_dict(data: dict) -> Conversation:
+    from assistant.understand import TermHit
+
+    case_data = data["case"]
+    case = Case(texts=list(case_data["texts"]), hits=[TermHit(**hit) for hit in case_data["hits"]],
+                who=case_data["who"], age_years=case_data["age_years"], goals=set(case_data["goals"]),
+                language=case_data["language"])
+    return Conversation(
+        id=data["id"], widget_hospital=data["widget_hospital"], case=case,
+        turns=[Turn(**turn) for turn in data["turns"]], asked=list(data["asked"]),
+        shortlist=[Recommendation.model_validate(rec) for rec in data["shortlist"]],
+        focus=data["focus"], chosen=data["chosen"], in_shanghai=data["in_shanghai"],
+        language_note_given=data["language_note_given"], highest_triage=data["highest_triage"],
+        referral=ReferralSummary.model_validate(data["referral"]) if data["referral"] else None,
+    )

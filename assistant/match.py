@@ -47,6 +47,13 @@ def reputation(place: RankingPlace) -> float:
     return 0.55 - 0.05 * (place.rank - 1)
 
 
+def latest_places(places: list[RankingPlace], code: str | None) -> list[RankingPlace]:
+    """The newest edition's places for a code: an older rank never speaks for the department today."""
+    matching = [place for place in places if code and place.code == code]
+    newest = max((place.edition for place in matching), default=None)
+    return [place for place in matching if place.edition == newest]
+
+
 def rank_by_score(scores: dict[str, float]) -> dict[str, int]:
     ordered = sorted(scores, key=scores.get, reverse=True)
     return {key: position for position, key in enumerate(ordered, start=1)}
@@ -116,8 +123,7 @@ class Matcher:
             fit, code = self.specialty_fit(dept, scores)
             rrf_dense = (k + 1) / (k + dense_rank[dept.id]) if dept.id in dense_rank else 0.0
             rrf_lexical = (k + 1) / (k + lexical_rank[dept.id]) if dept.id in lexical_rank else 0.0
-            places = [p for p in dept.rankings if code and p.code == code]
-            prior = max((reputation(p) for p in places), default=0.0) * fit
+            prior = max((reputation(p) for p in latest_places(dept.rankings, code)), default=0.0) * fit
             total = (self.weights.specialty * fit + self.weights.dense * rrf_dense
                      + self.weights.lexical * rrf_lexical + self.weights.reputation * prior)
             signals = {"specialty": fit, "dense": rrf_dense, "lexical": rrf_lexical, "reputation": prior}
@@ -160,7 +166,7 @@ class Matcher:
             reason = f"{specialty} at {short} for {', '.join(matched[:3])}"
         else:
             reason = f"{specialty} at {short}, whose profile is close to what you described"
-        places = sorted((p for p in dept.rankings if p.code == code), key=reputation, reverse=True)
+        places = sorted(latest_places(dept.rankings, code), key=reputation, reverse=True)
         standing = f"; {describe_place(places[0], specialty)}" if places else ""
         return f"{reason}{standing}."
 
@@ -170,8 +176,9 @@ class Matcher:
         relevance = {i: dense_chunks.get(f"{dept.id}#claim{i}", 0.0) for i in range(len(claims))}
         chosen = sorted(relevance, key=relevance.get, reverse=True)[:EVIDENCE_PER_DEPARTMENT]
         evidence = [Evidence(claims[i].sources[0], claims[i].text) for i in sorted(chosen)]
-        places = [p for p in dept.rankings if p.code == code]
-        if places and len(evidence) < EVIDENCE_PER_DEPARTMENT + 1:
+        places = latest_places(dept.rankings, code)
+        cited = {item.source_id for item in evidence}
+        if places and not cited.intersection(source for place in places for source in place.sources):
             best = max(places, key=reputation)
             evidence.append(Evidence(best.sources[0], describe_place(best, self.kb.specialties[best.code].name)))
         if not evidence:

@@ -185,7 +185,7 @@ class SafetyChecker:
         before = before.rsplit(",", 1)[-1]  # a comma ends the reach of "no": "no fever, vomiting blood"
         if any(before.endswith(n) or before.endswith(n + " ") for n in self._negators if not n.isascii()):
             return True
-        words = before.split()[-NEGATION_WINDOW:]
+        words = re.findall(r"[a-z]+", before)[-NEGATION_WINDOW:]
         for i, word in enumerate(words):
             following = words[i + 1] if i + 1 < len(words) else ""
             if following in NOT_A_NEGATION_AFTER:

@@ -215,3 +215,16 @@ def test_every_hospital_fact_in_a_reply_is_traceable_to_its_evidence(assistant):
     numbers = set(re.findall(r"\[(\d+)\]", reply.text))
     listed = set(re.findall(r"^\[(\d+)\] ", reply.text, flags=re.M))
     assert numbers == listed, "every citation number points at a listed source"
+
+
+def test_a_conversation_continues_the_same_after_a_round_trip_through_json(assistant):
+    import json
+
+    from assistant.core import conversation_from_dict, conversation_to_dict
+
+    original = assistant.start()
+    assistant.reply(original, "I'm 45 and have glioblastoma")
+    restored = conversation_from_dict(json.loads(json.dumps(conversation_to_dict(original))))
+    assert conversation_to_dict(restored) == conversation_to_dict(original)
+    assert assistant.reply(restored, "tell me more about the second one").text == \
+        assistant.reply(original, "tell me more about the second one").text
