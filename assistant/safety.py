@@ -24,7 +24,7 @@ from assistant.text import normalize
 Level = Literal["emergency", "urgent", "routine"]
 SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
-CLAUSE_SPLIT = re.compile(r"[.!?;\n。！？；]+|\bbut\b|\bhowever\b|但是|可是|不过")
+CLAUSE_SPLIT = re.compile(r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|但是|可是|不过")
 NEGATION_WINDOW = 4
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 
