@@ -26,6 +26,7 @@ SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
 CLAUSE_SPLIT = re.compile(r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|但是|可是|不过")
 NEGATION_WINDOW = 4
+CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 
 
@@ -211,7 +212,8 @@ class SafetyChecker:
         for rule in self.rules_file.rules:
             if all(term in present for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
-        if best.level != "emergency" and vector is not None:
+        if best.level == "routine" and present - CONTEXT_TERMS and vector is not None:
+            # the backup needs one red-flag ingredient in the message; alone it would read "no fever" as fever
             semantic = self.semantic(text, vector)
             if semantic is not None:
                 return semantic
