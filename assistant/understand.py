@@ -149,9 +149,10 @@ class Vocabulary:
                     continue
                 covered.update(span)
                 hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, _negated(words, start)))
+        covered_words = {words[i] for i in covered}
         for token in re.findall(r"[A-Za-z][A-Za-z0-9-]*", text):
             entry = self.case_sensitive.get(token)
-            if entry is not None:
+            if entry is not None and token.lower() not in covered_words:  # "ACL tear" already counted ACL
                 hits.append(TermHit(entry.term, dict(entry.codes), entry.kind))
         remaining = normalized
         for entry in self.chinese:
