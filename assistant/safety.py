@@ -24,7 +24,10 @@ from assistant.text import normalize
 Level = Literal["emergency", "urgent", "routine"]
 SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
-CLAUSE_SPLIT = re.compile(r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|但是|可是|不过")
+# Clause ends: sentence marks (not a decimal point: "38.2"), "but", and ", now" ("last week, now severe pain").
+CLAUSE_SPLIT = re.compile(
+    r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
+)
 NEGATION_WINDOW = 4
 CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
@@ -46,6 +49,7 @@ class Context(BaseModel):
     acute: list[str]
     personal: list[str]
     question_about: list[str]
+    question_if_asked: list[str]
     third_party_story: list[str]
 
 
@@ -98,6 +102,10 @@ def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
     return [re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])") for pattern in patterns]
 
 
+def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
+    return any(pattern.search(text) for pattern in patterns)
+
+
 def _load(model: type[BaseModel], path: Path):
     try:
         return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
@@ -108,7 +116,8 @@ def _load(model: type[BaseModel], path: Path):
 @dataclass
 class Clause:
     text: str
-    counts: bool  # False when the clause is about the past, a hypothetical or a general question
+    counts: bool  # about now: not the past, a chronic state, a hypothetical or a general question
+    real: bool  # about the person at all (not a hypothetical, a question or someone else's story)
 
 
 @dataclass
@@ -145,6 +154,7 @@ class SafetyChecker:
             self._acute = _compile(context.acute)
             self._personal = _compile(context.personal)
             self._question = _compile(context.question_about)
+            self._question_if_asked = _compile(context.question_if_asked)
             self._story = _compile(context.third_party_story)
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
@@ -163,23 +173,27 @@ class SafetyChecker:
 
     # --- reading a message --------------------------------------------------------------------
     def clauses(self, text: str) -> list[Clause]:
+        normalized = normalize(text)
         clauses = []
-        for part in CLAUSE_SPLIT.split(normalize(text)):
-            part = part.strip(" ,")
-            if not part:
-                continue
-            clauses.append(Clause(part, self._speaks_about_now(part)))
+        start = 0
+        for end_mark in [*CLAUSE_SPLIT.finditer(normalized), None]:
+            end = end_mark.start() if end_mark else len(normalized)
+            part = normalized[start:end].strip(" ,")
+            asked = bool(end_mark and "?" in end_mark.group(0))
+            start = end_mark.end() if end_mark else len(normalized)
+            if part:
+                real = self._about_the_person(part, asked)
+                clauses.append(Clause(part, real and self._about_now(part), real))
         return clauses
 
-    def _speaks_about_now(self, clause: str) -> bool:
-        def any_of(patterns: list[re.Pattern[str]]) -> bool:
-            return any(p.search(clause) for p in patterns)
+    def _about_the_person(self, clause: str, asked: bool) -> bool:
+        if _any(self._hypothetical, clause) or _any(self._story, clause):
+            return False
+        general_question = _any(self._question, clause) or (asked and _any(self._question_if_asked, clause))
+        return not (general_question and not _any(self._personal, clause))
 
-        if any_of(self._hypothetical) or any_of(self._story):
-            return False
-        if any_of(self._question) and not any_of(self._personal):
-            return False
-        return not ((any_of(self._past) or any_of(self._chronic)) and not any_of(self._acute))
+    def _about_now(self, clause: str) -> bool:
+        return not ((_any(self._past, clause) or _any(self._chronic, clause)) and not _any(self._acute, clause))
 
     def _negated(self, clause: str, start: int) -> bool:
         before = clause[:start]
@@ -196,9 +210,8 @@ class SafetyChecker:
         joined = " ".join(words)
         return any(" " in n and n in joined for n in self._negators if n.isascii())
 
-    def present_terms(self, text: str) -> set[str]:
+    def present_terms(self, clauses: list[Clause]) -> set[str]:
         present = set()
-        clauses = [clause for clause in self.clauses(text) if clause.counts]
         for name, patterns in self.terms.items():
             for clause in clauses:
                 if any(not self._negated(clause.text, m.start()) for p in patterns for m in p.finditer(clause.text)):
@@ -207,10 +220,16 @@ class SafetyChecker:
         return present
 
     def triage(self, text: str, vector: np.ndarray | None = None) -> Triage:
-        present = self.present_terms(text)
+        """Emergency rules read clauses about now; who the patient is (child, pregnant) counts from any clause;
+        urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon."""
+        clauses = self.clauses(text)
+        now = self.present_terms([c for c in clauses if c.counts])
+        real = self.present_terms([c for c in clauses if c.real])
+        present = now | (real & CONTEXT_TERMS)
         best = Triage()
         for rule in self.rules_file.rules:
-            if all(term in present for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
+            terms = present if rule.level == "emergency" else real
+            if all(term in terms for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
         if best.level == "routine" and present - CONTEXT_TERMS and vector is not None:
             # the backup needs one red-flag ingredient in the message; alone it would read "no fever" as fever
