@@ -467,8 +467,16 @@ def unsourced_sensitive_text(kb: KnowledgeBase) -> list[str]:
     return problems
 
 
-def coverage_problems(kb: KnowledgeBase) -> list[str]:
+def coverage_exceptions(knowledge_dir: Path) -> dict[str, str]:
+    """Codes allowed fewer hospitals than the rule, each with the reason the sources give."""
+    path = knowledge_dir / "coverage_exceptions.yaml"
+    data = _read_yaml(path) if path.exists() else None
+    return dict((data or {}).get("hospitals_per_code") or {})
+
+
+def coverage_problems(kb: KnowledgeBase, exceptions: dict[str, str] | None = None) -> list[str]:
     """The coverage the product promises: every hospital, enough departments, every code twice."""
+    exceptions = exceptions or {}
     problems = []
     for hospital_id, info in kb.hospital_ids.items():
         hospital = kb.hospitals.get(hospital_id)
@@ -485,7 +493,7 @@ def coverage_problems(kb: KnowledgeBase) -> list[str]:
         for code in dept.specialties:
             hospitals_by_code[code].add(dept.hospital_id)
     for code, hospitals in hospitals_by_code.items():
-        if len(hospitals) < HOSPITALS_PER_CODE:
+        if len(hospitals) < HOSPITALS_PER_CODE and not (hospitals and code in exceptions):
             problems.append(
                 f"specialty '{code}' is offered by {len(hospitals)} hospital(s), needs {HOSPITALS_PER_CODE}"
             )
@@ -498,6 +506,12 @@ def coverage_problems(kb: KnowledgeBase) -> list[str]:
     for code, count in per_code.items():
         if count < VOCABULARY_MIN_PER_CODE:
             problems.append(f"vocabulary maps {count} terms to '{code}', needs {VOCABULARY_MIN_PER_CODE}")
+    terms: dict[tuple[str, str], int] = {}
+    for entry in kb.vocabulary:
+        key = (entry.term.lower(), entry.lang)
+        terms[key] = terms.get(key, 0) + 1
+    problems += [f"vocabulary term '{term}' ({lang}) is defined {n} times; keep one"
+                 for (term, lang), n in terms.items() if n > 1]
     for hospital in kb.hospitals.values():
         for dept in hospital.departments:
             for programme in dept.programmes:

@@ -27,9 +27,15 @@ CHILD_WORDS = re.compile(
     r"(son|daughter|baby|child|kid|kids|boy|girl|toddler|infant|newborn|twins|grandson|granddaughter|nephew|niece)\b"
 )
 CHILD_STATED = re.compile(
-    r"\b(a|an|for a|for my|its a|it is a|is a|my) (child|kid|baby|toddler|teenager|teen|minor|infant|newborn)\b"
+    r"\b(for a|for my|its a|it is a|is a|my) (child|kid|baby|toddler|teenager|teen|minor|infant|newborn)\b"
     r"|^(child|kid|baby)\W*$"
 )
+# "trying for a baby", "our baby is due": the baby is not the patient yet
+PREGNANCY_CONTEXT = re.compile(
+    r"\b(pregnan\w*|trying for a baby|trying to conceive|ivf|icsi|deliver\w*|due date|birth plan|"
+    r"fertility|infertil\w*)\b"
+)
+UNBORN_BABY = re.compile(r"\b(a|our|my|the) baby\b")
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(
@@ -38,7 +44,9 @@ ADULT_RELATIVES = re.compile(
 )
 AGE_PATTERNS = (
     (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?old\b"), "young"),
-    (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?|yo|y/o|y\.o\.)(?:-| )?(?:old)?\b"), "years"),
+    (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?)(?:-| )old\b"), "years"),
+    (re.compile(r"\b(\d{1,3}) ?(?:yo|y/o|y\.o\.)(?![a-z])"), "years"),
+    (re.compile(r"\b(\d{2}) ?(?:m|f)\b"), "years"),  # "39F", "60 M"
     (re.compile(r"\b(?:aged|age|he is|she is|hes|shes) (\d{1,3})\b"), "years"),
     (re.compile(r"(\d{1,3}) ?岁"), "years"),
     (re.compile(r"(\d{1,2}) ?(?:个月|周|天)大"), "young"),
@@ -195,6 +203,9 @@ def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
 
 
 def detect_who(normalized: str, raw: str) -> str | None:
+    if PREGNANCY_CONTEXT.search(normalized) or "怀孕" in raw or "试管" in raw:
+        normalized = UNBORN_BABY.sub(" ", normalized)
+        raw = raw.replace("宝宝", " ").replace("婴儿", " ")
     if CHILD_WORDS.search(normalized) or CHILD_STATED.search(normalized) or any(word in raw for word in ZH_CHILD):
         return "child"
     if ADULT_STATED.search(normalized) or "成人" in raw or "成年" in raw:
