@@ -202,10 +202,14 @@ def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
     return None
 
 
-def detect_who(normalized: str, raw: str) -> str | None:
+def without_unborn_baby(normalized: str, raw: str) -> tuple[str, str]:
+    """In "trying for a baby" or "our baby is due in May" the baby is not the patient."""
     if PREGNANCY_CONTEXT.search(normalized) or "怀孕" in raw or "试管" in raw:
-        normalized = UNBORN_BABY.sub(" ", normalized)
-        raw = raw.replace("宝宝", " ").replace("婴儿", " ")
+        return UNBORN_BABY.sub(" ", normalized), raw.replace("宝宝", " ").replace("婴儿", " ")
+    return normalized, raw
+
+
+def detect_who(normalized: str, raw: str) -> str | None:
     if CHILD_WORDS.search(normalized) or CHILD_STATED.search(normalized) or any(word in raw for word in ZH_CHILD):
         return "child"
     if ADULT_STATED.search(normalized) or "成人" in raw or "成年" in raw:
@@ -229,10 +233,10 @@ class Understander:
 
     def update(self, case: Case, text: str) -> Case:
         """Add one message to the case; later, clearer statements of age or who win."""
-        normalized = normalize(text)
         case.texts.append(text)
         case.hits.extend(self.vocabulary.find(text))
-        who = detect_who(normalized, text)
+        normalized, raw = without_unborn_baby(normalize(text), text)
+        who = detect_who(normalized, raw)
         if who in ("child", "adult") or case.who in (None, "self"):
             case.who = who or case.who
         age = detect_age(normalized, patient_is_writer=case.who in (None, "self", "adult"))
@@ -240,7 +244,7 @@ class Understander:
             case.age_years = age
         elif INFANT_WORDS.search(normalized) and case.age_years is None:
             case.age_years = 0.5
-        case.goals |= detect_goals(normalized)
+        case.goals |= detect_goals(normalize(text))
         case.language = "zh" if cjk_share(text) > 0.3 else "en"
         return case
 
