@@ -22,7 +22,8 @@ from assistant.text import search_tokens
 
 log = logging.getLogger(__name__)
 
-CHUNKING_VERSION = "dept-profile+claims-v1"
+CHUNKING_VERSION = "dept-profile+claims+zh-terms-v2"
+ZH_TERMS_PER_DEPARTMENT = 20
 CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above 5,461 records
 
 
@@ -66,7 +67,22 @@ class Chunk:
     claim: int  # -1 for the profile chunk, else the index into Department.claims()
 
 
-def department_profile_text(hospital: Hospital, dept: Department, specialty_names: dict[str, str]) -> str:
+def chinese_terms_by_code(kb: KnowledgeBase) -> dict[str, list[str]]:
+    """Chinese vocabulary per specialty code (where it is the term's strongest code), strongest first.
+
+    Profiles are written in English; these terms let lexical search reach them from a Chinese message.
+    They are search aids only and never shown as a hospital fact.
+    """
+    by_code: dict[str, list[tuple[float, str]]] = {}
+    for entry in kb.vocabulary:
+        if entry.lang == "zh":
+            code = max(entry.codes, key=entry.codes.get)
+            by_code.setdefault(code, []).append((entry.codes[code], entry.term))
+    return {code: [term for _, term in sorted(terms, reverse=True)] for code, terms in by_code.items()}
+
+
+def department_profile_text(hospital: Hospital, dept: Department, specialty_names: dict[str, str],
+                            zh_terms: list[str]) -> str:
     names = ", ".join(specialty_names.get(code, code) for code in dept.specialties)
     zh = f" ({dept.name_zh})" if dept.name_zh else ""
     conditions = "; ".join(dept.conditions)
@@ -76,20 +92,22 @@ def department_profile_text(hospital: Hospital, dept: Department, specialty_name
         parts.append(f"Treats: {conditions}.")
     if programmes:
         parts.append(f"Programmes: {programmes}.")
+    if zh_terms:
+        parts.append(f"中文: {'、'.join(zh_terms)}")
     return " ".join(parts)
 
 
 def build_chunks(kb: KnowledgeBase) -> list[Chunk]:
     specialty_names = {code: spec.name for code, spec in kb.specialties.items()}
+    zh_by_code = chinese_terms_by_code(kb)
     chunks = []
     for hospital in kb.hospitals.values():
         short = hospital.aliases[0] if hospital.aliases else hospital.name
         for dept in hospital.departments:
             common = {"department_id": dept.id, "hospital_id": hospital.id, "audience": dept.audience}
-            chunks.append(
-                Chunk(id=f"{dept.id}#profile", text=department_profile_text(hospital, dept, specialty_names),
-                      claim=-1, **common)
-            )
+            zh_terms = list(dict.fromkeys(t for code in dept.specialties for t in zh_by_code.get(code, [])))
+            profile = department_profile_text(hospital, dept, specialty_names, zh_terms[:ZH_TERMS_PER_DEPARTMENT])
+            chunks.append(Chunk(id=f"{dept.id}#profile", text=profile, claim=-1, **common))
             for i, claim in enumerate(dept.claims()):
                 chunks.append(Chunk(id=f"{dept.id}#claim{i}", text=f"{dept.name}, {short}: {claim.text}",
                                     claim=i, **common))

@@ -281,8 +281,9 @@ def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
 
 
 def index_inputs(knowledge_dir: Path) -> list[Path]:
-    """The files the department index is built from; other knowledge (vocabulary, safety) can change freely."""
-    return sorted([*(knowledge_dir / "hospitals").glob("*.yaml"), knowledge_dir / "sources.yaml"])
+    """The files the department index is built from; other knowledge (safety, dialogue, intake) can change freely."""
+    return sorted([*(knowledge_dir / "hospitals").glob("*.yaml"), *(knowledge_dir / "vocabulary").glob("*.yaml"),
+                   knowledge_dir / "sources.yaml"])
 
 
 def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
