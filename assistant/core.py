@@ -135,11 +135,11 @@ class Assistant:
         if self.safety.is_injection(text):
             return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
 
-        intent = self.dialogue.intent(text)
         update = self.engine.understander.update(Case(), text)
-        new_facts = bool(update.terms) or update.age_years is not None or update.who not in (None, "self")
-        if not new_facts and intent.name is None and self.safety.is_off_topic(text, has_medical_terms=False):
+        if self.safety.is_off_topic(text, has_medical_terms=bool(update.terms)):
             return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
+        intent = self.dialogue.intent(text)
+        new_facts = bool(update.terms) or update.age_years is not None or update.who not in (None, "self")
 
         if intent.name == "restart":
             conv.case, conv.asked, conv.shortlist = Case(), [], []

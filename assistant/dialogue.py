@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from assistant.knowledge import KnowledgeError
-from assistant.text import normalize
+from assistant.text import normalize, search_tokens
 from assistant.understand import Case, Understander
 
 MAX_QUESTIONS_BEFORE_RECOMMENDING = 2
 AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means age decides
+SUBSTANTIVE_TOKENS = 8  # content words a message needs before retrieval alone can rank departments
 
 
 class IntentFile(BaseModel):
@@ -71,7 +72,9 @@ class Dialogue:
             return None
         terms = [normalize(term) for term in case.terms]
         if not terms:
-            return "diagnosis" if "diagnosis" not in asked else None
+            # a long story without a known term still ranks well by retrieval; a short vague one cannot
+            vague = len(search_tokens(case.query_text)) < SUBSTANTIVE_TOKENS
+            return "diagnosis" if vague and "diagnosis" not in asked else None
         if all(term in self.generic_terms for term in terms) and "organ" not in asked:
             return "organ"
         if case.is_child is None and "age" not in asked and self._age_changes_ranking(case, understander):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from assistant.index import DepartmentIndex
 from assistant.knowledge import Department, KnowledgeBase, RankingPlace
 from assistant.settings import MatchWeights
+from assistant.text import cjk_share
 from assistant.understand import Case, Understander
 
 SECONDARY_CODE_FACTOR = 0.85
@@ -117,6 +118,8 @@ class Matcher:
         lexical = self._best_per_department(lexical_chunks)
         dense_rank, lexical_rank = rank_by_score(dense), rank_by_score(lexical)
         k = self.weights.rrf_k
+        # the packaged embedding model reads English only: a Chinese message's dense scores are noise
+        dense_weight = self.weights.dense * (1 - cjk_share(case.query_text))
 
         candidates = []
         for dept in eligible:
@@ -124,7 +127,7 @@ class Matcher:
             rrf_dense = (k + 1) / (k + dense_rank[dept.id]) if dept.id in dense_rank else 0.0
             rrf_lexical = (k + 1) / (k + lexical_rank[dept.id]) if dept.id in lexical_rank else 0.0
             prior = max((reputation(p) for p in latest_places(dept.rankings, code)), default=0.0) * fit
-            total = (self.weights.specialty * fit + self.weights.dense * rrf_dense
+            total = (self.weights.specialty * fit + dense_weight * rrf_dense
                      + self.weights.lexical * rrf_lexical + self.weights.reputation * prior)
             signals = {"specialty": fit, "dense": rrf_dense, "lexical": rrf_lexical, "reputation": prior}
             candidates.append((total, dept, code, signals))
@@ -149,7 +152,7 @@ class Matcher:
         return Candidate(
             hospital_id=dept.hospital_id,
             department_id=dept.id,
-            specialties=list(dept.specialties),
+            specialties=[code, *(c for c in dept.specialties if c != code)] if code else list(dept.specialties),
             score=round(total, 4),
             why=self.why(dept, code, case),
             evidence=self.evidence(dept, code, dense_chunks),

@@ -78,7 +78,6 @@ class ScopeFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     injection: list[str]
     off_topic: list[str]
-    health_words: list[str]
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,6 @@ class SafetyChecker:
             self._story = _compile(context.third_party_story)
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
-            self._health = _compile(self.scope.health_words)
         except re.error as error:
             raise KnowledgeError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
         for rule in self.rules_file.rules:
@@ -256,9 +254,4 @@ class SafetyChecker:
 
     def is_off_topic(self, text: str, has_medical_terms: bool) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope."""
-        if has_medical_terms:
-            return False
-        normalized = normalize(text)
-        if any(p.search(normalized) for p in self._health):
-            return False
-        return any(p.search(normalized) for p in self._off_topic)
+        return not has_medical_terms and _any(self._off_topic, normalize(text))

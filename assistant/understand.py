@@ -15,6 +15,10 @@ from assistant.knowledge import KnowledgeBase, VocabularyEntry
 from assistant.text import CJK_RUN, WORD, cjk_share, normalize
 
 MAX_TERM_WORDS = 6
+# "lump in my breast" is the vocabulary's "lump in breast": these words never decide a match
+FILLER_WORDS = frozenset("my his her their our your the a an".split())
+CLAUSE_MARK = ","
+TOKEN = re.compile(r"[a-z0-9]+(?:[-+][a-z0-9]+)*|[,;:]")
 NEGATION_WINDOW = 4
 NEGATORS = frozenset(["no", "not", "without", "denies", "deny", "never", "nor", "negative"])
 NEGATOR_PHRASES = ("dont have", "doesnt have", "didnt have", "free of", "ruled out", "no sign of", "no signs of",
@@ -47,11 +51,11 @@ AGE_PATTERNS = (
     (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?)(?:-| )old\b"), "years"),
     (re.compile(r"\b(\d{1,3}) ?(?:yo|y/o|y\.o\.)(?![a-z])"), "years"),
     (re.compile(r"\b(\d{2}) ?(?:m|f)\b"), "years"),  # "39F", "60 M"
-    (re.compile(r"\b(?:aged|age|he is|she is|hes|shes) (\d{1,3})\b"), "years"),
+    (re.compile(r"\b(?:aged|age|he is|she is|hes|shes|son is|daughter is|child is|kid is) (\d{1,3})\b"), "years"),
     (re.compile(r"(\d{1,3}) ?岁"), "years"),
     (re.compile(r"(\d{1,2}) ?(?:个月|周|天)大"), "young"),
 )
-FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b")
+FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b(?! ?(?:weeks?|wks?|months?|days?|kg|cm|lbs?|%))")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
 FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself|my|mine)\b")
@@ -137,14 +141,15 @@ class Vocabulary:
                 # short upper-case abbreviations (MM, ALL, AS, MS) collide with words: match them as written
                 self.case_sensitive[entry.term] = entry
             else:
-                words = tuple(WORD.findall(normalize(entry.term)))
+                words = tuple(w for w in WORD.findall(normalize(entry.term)) if w not in FILLER_WORDS)
                 if words:
                     self.by_words.setdefault(words, entry)
         self.chinese.sort(key=lambda entry: -len(entry.term))
 
     def find(self, text: str) -> list[TermHit]:
         normalized = normalize(text)
-        words = WORD.findall(normalized)
+        # commas stay as tokens: no term spans them, and "no" does not reach past one
+        words = [CLAUSE_MARK if w in ",;:" else w for w in TOKEN.findall(normalized) if w not in FILLER_WORDS]
         hits: list[TermHit] = []
         covered: set[int] = set()
         for size in range(min(MAX_TERM_WORDS, len(words)), 0, -1):
@@ -153,7 +158,7 @@ class Vocabulary:
                 if covered.intersection(span):
                     continue
                 entry = self.by_words.get(tuple(words[start : start + size]))
-                if entry is None:
+                if entry is None or CLAUSE_MARK in words[start : start + size]:
                     continue
                 covered.update(span)
                 hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, _negated(words, start)))
@@ -176,7 +181,7 @@ def _negated(words: list[str], start: int) -> bool:
     """A negator shortly before the term, in the same clause, negates it ("no fever", "without pain")."""
     window = []
     for word in reversed(words[max(0, start - NEGATION_WINDOW) : start]):
-        if word in CLAUSE_BREAKS:
+        if word in CLAUSE_BREAKS or word == CLAUSE_MARK:
             break
         window.append(word)
     if any(word in NEGATORS for word in window):

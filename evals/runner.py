@@ -55,9 +55,12 @@ def run_cases(assistant: Assistant, cases: list[EvalCase],
 
 
 def progress_bar(done: int, total: int) -> None:
+    if not sys.stderr.isatty() and done % max(1, total // 10) and done != total:
+        return  # in a log, a line every tenth of the run is enough
     width = 30
     filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
+    end = "\r" if sys.stderr.isatty() else "\n"
+    sys.stderr.write(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    if done == total and sys.stderr.isatty():
         sys.stderr.write("\n")
     sys.stderr.flush()
