@@ -136,7 +136,7 @@ class Assistant:
             return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
 
         update = self.engine.understander.update(Case(), text)
-        if self.safety.is_off_topic(text, has_medical_terms=bool(update.terms)):
+        if self.safety.is_off_topic(text, has_medical_terms=bool(update.terms), vector=vector):
             return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
         intent = self.dialogue.intent(text)
         new_facts = bool(update.terms) or update.age_years is not None or update.who not in (None, "self")

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistant.knowledge import KnowledgeError
-from assistant.text import normalize
+from assistant.text import cjk_share, normalize
 
 Level = Literal["emergency", "urgent", "routine"]
 SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
@@ -78,6 +78,9 @@ class ScopeFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     injection: list[str]
     off_topic: list[str]
+    margin: float
+    in_scope_examples: list[str]
+    off_topic_examples: list[str]
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class SafetyChecker:
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
     _exemplar_vectors: np.ndarray | None = None
     _calm_vectors: np.ndarray | None = None
+    _in_scope_vectors: np.ndarray | None = None
+    _off_topic_vectors: np.ndarray | None = None
 
     @classmethod
     def from_dir(cls, safety_dir: Path, embed=None) -> SafetyChecker:
@@ -168,6 +173,8 @@ class SafetyChecker:
         if self.embed is not None:
             self._exemplar_vectors = self.embed([e.text for e in self.exemplars.emergency])
             self._calm_vectors = self.embed(self.exemplars.calm)
+            self._in_scope_vectors = self.embed(self.scope.in_scope_examples)
+            self._off_topic_vectors = self.embed(self.scope.off_topic_examples)
 
     # --- reading a message --------------------------------------------------------------------
     def clauses(self, text: str) -> list[Clause]:
@@ -252,6 +259,17 @@ class SafetyChecker:
         normalized = normalize(text)
         return any(p.search(normalized) for p in self._injection)
 
-    def is_off_topic(self, text: str, has_medical_terms: bool) -> bool:
-        """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope."""
-        return not has_medical_terms and _any(self._off_topic, normalize(text))
+    def is_off_topic(self, text: str, has_medical_terms: bool, vector: np.ndarray | None = None) -> bool:
+        """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope.
+
+        The patterns catch the common topics; the examples catch the rest by meaning.
+        """
+        if has_medical_terms:
+            return False
+        if _any(self._off_topic, normalize(text)):
+            return True
+        if vector is None or self._off_topic_vectors is None or cjk_share(text) > 0.3:
+            return False  # the packaged model reads English only
+        off_topic = float(np.max(self._off_topic_vectors @ vector))
+        in_scope = float(np.max(self._in_scope_vectors @ vector))
+        return off_topic - in_scope >= self.scope.margin

@@ -93,3 +93,22 @@ def test_bad_case_lines_are_reported_with_their_line_number_and_skipped(tmp_path
     case_file = read_cases(path)
     assert [c.id for c in case_file.cases] == ["ok", "fine"]
     assert [p.split(":")[1] for p in case_file.problems] == ["2", "3", "4"]
+
+
+def test_the_report_is_one_self_contained_page_with_failures_and_deltas(tmp_path):
+    from evals.report import render
+
+    cases_path = tmp_path / "cases.jsonl"
+    cases_path.write_text("\n".join(json.dumps(case | {"turns": [f"turn of {case['id']}"]}) for case in CASES.values()),
+                          encoding="utf-8")
+    before = {"metrics": {}, "run": {"cases_file": str(cases_path)},
+              "cases": [r | {"passed": True} for r in RESULTS]}
+    after = {"metrics": {}, "run": {"cases_file": str(cases_path)},
+             "cases": [r | {"passed": r["id"] != "d"} for r in RESULTS]}
+    (tmp_path / "before.json").write_text(json.dumps(before), encoding="utf-8")
+    (tmp_path / "after.json").write_text(json.dumps(after), encoding="utf-8")
+    page = render(tmp_path / "after.json", compare=tmp_path / "before.json")
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    assert page.count('src="data:image/png;base64,') >= 2, "plots are embedded, not linked"
+    assert "Pass to fail (1)" in page and "turn of d" in page
+    assert "specialty_hit_at_1" in page and "<th>delta</th>" in page
