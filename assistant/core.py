@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from assistant.dialogue import Dialogue, Intent
 from assistant.engine import Engine
 from assistant.knowledge import KnowledgeBase
@@ -23,6 +25,7 @@ from assistant.reply import EvidenceItem, IntakeItem, Recommendation, ReferralSu
 from assistant.respond import Composer
 from assistant.safety import SEVERITY, SafetyChecker, Triage
 from assistant.settings import Settings
+from assistant.text import normalize
 from assistant.understand import Case
 
 MAX_MESSAGE_CHARS = 4000
@@ -124,7 +127,7 @@ class Assistant:
         if not text.strip():
             return self._reply(self.composer.render("empty.md.j2"))
 
-        vector = self.engine.embeddings.encode([text])[0]
+        vector = np.asarray(self.engine.embed(normalize(text)))
         triage = self.safety.triage(text, vector)
         if SEVERITY[triage.level] > SEVERITY[conv.highest_triage]:
             conv.highest_triage = triage.level

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from assistant.index import DepartmentIndex, IndexStats, LocalEmbeddings
 from assistant.knowledge import KnowledgeBase, load_knowledge
@@ -35,6 +36,8 @@ class Engine:
         self.index = index
         self.understander = Understander(kb)
         self.matcher = Matcher(kb, index, self.understander, settings.weights)
+        # one turn embeds its message for safety and the case for matching: usually the same text
+        self._embed = lru_cache(maxsize=1024)(lambda text: tuple(embeddings.embed_query(text)))
 
     @classmethod
     def load(cls, settings: Settings | None = None, embeddings: LocalEmbeddings | None = None) -> Engine:
@@ -51,7 +54,7 @@ class Engine:
         return self.index.stats
 
     def embed(self, text: str) -> list[float]:
-        return self.embeddings.embed_query(text)
+        return list(self._embed(text))
 
     def rank(self, case: Case, hospital_id: str | None = None) -> list[Candidate]:
         return self.matcher.rank(case, self.embed(case.search_text), hospital_id, self.settings.candidates)

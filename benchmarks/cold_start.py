@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.results import write_results
+
 RUNS = 3
 FIRST_ANSWER = """
 import json, time
@@ -62,10 +63,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['process_to_first_answer_s']} | {r['import_and_load_s']} | {r['index_s']} | "
                      f"{r['first_reply_s']} |")
     lines.append(f"\nIndex build cold vs reused: {summary['index build cold / reused']}x (median of {RUNS} runs).")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cold_start.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "cold_start.md").write_text("# Cold start\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results("cold_start", "Cold start", summary, lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Run: `python -m benchmarks.scale [--sizes 1000 10000 50000]`.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import socket
 import statistics
@@ -24,8 +23,8 @@ import numpy as np
 from assistant.index import CHROMA_MAX_BATCH, LocalEmbeddings, build_chunks
 from assistant.knowledge import load_knowledge
 from assistant.settings import Settings, set_offline_environment
+from benchmarks.results import write_results
 
-RESULTS = Path(__file__).parent / "results"
 QUERIES = 60
 HOSPITALS = 200
 
@@ -136,10 +135,7 @@ def main() -> None:
     columns = list(results[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in results]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "scale.md").write_text("# Scale\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results("scale", "Scale: embedded Chroma vs a Chroma server", results, lines)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ p50/p95 and as ratios to the floor. Run: `python -m benchmarks.turn_latency`.
 
 from __future__ import annotations
 
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 from assistant.core import Assistant
+from benchmarks.results import write_results
 
 MESSAGES = [
     "I'm 62 and my multiple myeloma relapsed twice, I want CAR-T",
@@ -29,7 +26,6 @@ MESSAGES = [
     "I'm 31 with depression and anxiety",
 ]
 ROUNDS = 5
-RESULTS = Path(__file__).parent / "results"
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -60,20 +56,10 @@ def main() -> None:
     floor_p50 = rows["embedding (floor)"]["p50_ms"]
     for row in rows.values():
         row["ratio_to_floor_p50"] = round(row["p50_ms"] / floor_p50, 2)
-    result = {
-        "benchmark": "turn_latency", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {platform.python_version()}, cpus={__import__('os').cpu_count()}",
-        "messages": len(MESSAGES), "rounds": ROUNDS, "departments": len(engine.kb.departments),
-        "results": rows,
-    }
     lines = ["| measure | p50 ms | p95 ms | p50 / floor |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {r['p50_ms']} | {r['p95_ms']} | {r['ratio_to_floor_p50']}x |" for name, r in rows.items()]
-    table = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "turn_latency.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "turn_latency.md").write_text(f"# Turn latency ({result['date']}, {result['machine']})\n\n{table}\n",
-                                             encoding="utf-8")
-    print(table)
+    lines.append(f"\n{len(MESSAGES)} messages x {ROUNDS} rounds, {len(engine.kb.departments)} departments.")
+    write_results("turn_latency", "Turn latency against one embedding", rows, lines)
 
 
 if __name__ == "__main__":
