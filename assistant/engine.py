@@ -56,6 +56,10 @@ class Engine:
     def embed(self, text: str) -> list[float]:
         return list(self._embed(text))
 
+    def forget_embeddings(self) -> None:
+        """Benchmarks call this so a repeated message pays for its embedding like a new one."""
+        self._embed.cache_clear()
+
     def rank(self, case: Case, hospital_id: str | None = None) -> list[Candidate]:
         return self.matcher.rank(case, self.embed(case.search_text), hospital_id, self.settings.candidates)
 

@@ -112,7 +112,7 @@ class Matcher:
         if not eligible:
             return []
         where = {"hospital_id": hospital_id} if hospital_id else None
-        dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), 200), where=where)
+        dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), self.weights.dense_k), where=where)
         lexical_chunks = self.index.lexical(case.search_text)
         dense = self._best_per_department(dense_chunks)
         lexical = self._best_per_department(lexical_chunks)

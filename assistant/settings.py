@@ -37,6 +37,7 @@ class MatchWeights(BaseModel):
     lexical: float = 0.25
     reputation: float = 0.25
     rrf_k: int = 20
+    dense_k: int = 100  # nearest chunks fetched; the query costs ~4 ms at 100 and ~7 ms at 200
 
 
 class Settings(BaseSettings):

@@ -33,7 +33,8 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def timed(function, text: str) -> float:
+def timed(function, text: str, engine) -> float:
+    engine.forget_embeddings()
     started = time.perf_counter()
     function(text)
     return (time.perf_counter() - started) * 1000
@@ -48,9 +49,9 @@ def main() -> None:
     floor, match, reply = [], [], []
     for _ in range(ROUNDS):
         for text in MESSAGES:
-            floor.append(timed(lambda t: engine.embeddings.encode([t]), text))
-            match.append(timed(engine.match, text))
-            reply.append(timed(lambda t: assistant.reply(assistant.start(), t), text))
+            floor.append(timed(lambda t: engine.embeddings.encode([t]), text, engine))
+            match.append(timed(engine.match, text, engine))
+            reply.append(timed(lambda t: assistant.reply(assistant.start(), t), text, engine))
     rows = {name: {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(percentile(values, 0.95), 2)}
             for name, values in (("embedding (floor)", floor), ("match", match), ("reply (template)", reply))}
     floor_p50 = rows["embedding (floor)"]["p50_ms"]
