@@ -170,3 +170,11 @@ def test_validate_command_fails_on_a_broken_file(knowledge_copy, monkeypatch, ca
     monkeypatch.setenv("CARE_KNOWLEDGE_DIR", str(knowledge_copy))
     assert main(["validate"]) == 1
     assert "renji.yaml" in capsys.readouterr().err
+
+
+def test_the_readme_settings_table_is_the_one_the_code_prints(capsys):
+    from assistant.__main__ import main
+
+    main(["settings"])
+    table = capsys.readouterr().out.strip()
+    assert table in (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
