@@ -149,7 +149,7 @@ class Assistant:
             conv.focus = conv.chosen = None
             conv.referral = None
             return self._reply(self.composer.render("restart.md.j2"))
-        if intent.name == "in_shanghai":
+        if intent.name == "in_shanghai" or (update.location or "").startswith("shanghai"):
             conv.in_shanghai = True
         if new_facts or (intent.name is None and not conv.shortlist):
             self.engine.understander.update(conv.case, text)
@@ -253,7 +253,8 @@ def conversation_to_dict(conv: Conversation) -> dict:
         "id": conv.id,
         "widget_hospital": conv.widget_hospital,
         "case": {"texts": case.texts, "hits": [vars(hit) for hit in case.hits], "who": case.who,
-                 "age_years": case.age_years, "goals": sorted(case.goals), "language": case.language},
+                 "age_years": case.age_years, "goals": sorted(case.goals), "language": case.language,
+                 "location": case.location},
         "turns": [vars(turn) for turn in conv.turns],
         "asked": conv.asked,
         "shortlist": [rec.model_dump() for rec in conv.shortlist],
@@ -272,7 +273,7 @@ def conversation_from_dict(data: dict) -> Conversation:
     case_data = data["case"]
     case = Case(texts=list(case_data["texts"]), hits=[TermHit(**hit) for hit in case_data["hits"]],
                 who=case_data["who"], age_years=case_data["age_years"], goals=set(case_data["goals"]),
-                language=case_data["language"])
+                language=case_data["language"], location=case_data.get("location"))
     return Conversation(
         id=data["id"], widget_hospital=data["widget_hospital"], case=case,
         turns=[Turn(**turn) for turn in data["turns"]], asked=list(data["asked"]),

@@ -43,6 +43,7 @@ class ReferralSummary(BaseModel):
     patient: dict[str, str | float | None]
     what_they_wrote: list[str]
     conditions_mentioned: list[str]
+    treatments_mentioned: list[str]
     goals: list[str]
     hospital_id: str | None
     department_id: str | None

@@ -167,11 +167,13 @@ class Composer:
 
     # --- referral -------------------------------------------------------------------------------
     def referral(self, case: Case, pointed: Recommendation | None, widget_hospital: str | None) -> ReferralSummary:
-        patient: dict[str, str | float | None] = {"who": case.who, "age_years": case.age_years}
+        patient: dict[str, str | float | None] = {"who": case.who, "age_years": case.age_years,
+                                                  "location": case.location}
         return ReferralSummary(
             patient=patient,
             what_they_wrote=list(case.texts),
-            conditions_mentioned=list(dict.fromkeys(case.terms)),
+            conditions_mentioned=[t for t in dict.fromkeys(case.terms) if t not in case.treatments],
+            treatments_mentioned=case.treatments,
             goals=sorted(case.goals),
             hospital_id=pointed.hospital_id if pointed else widget_hospital,
             department_id=pointed.department_id if pointed else None,

@@ -58,6 +58,10 @@ AGE_PATTERNS = (
 FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b(?! ?(?:weeks?|wks?|months?|days?|kg|cm|lbs?|%))")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
+LOCATION = re.compile(
+    r"\b(?:i am|im|we are|were|i live|we live|living|based|staying|currently|now) (?:in|from) "
+    r"([a-z][a-z .'-]{1,30}?)(?=[,.;!?]|$| and | but | with | for | since )"
+)
 FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself|my|mine)\b")
 
 GOALS = {
@@ -88,10 +92,17 @@ class Case:
     age_years: float | None = None
     goals: set[str] = field(default_factory=set)
     language: str = "en"
+    location: str | None = None  # where the patient is now, in their words
 
     @property
     def query_text(self) -> str:
         return " ".join(self.texts)
+
+    @property
+    def treatments(self) -> list[str]:
+        """Treatments and procedures the user named (tried or wanted): the team asks about both."""
+        named = (hit.term for hit in self.hits if not hit.negated and hit.kind in ("drug", "procedure"))
+        return list(dict.fromkeys(named))
 
     @property
     def search_text(self) -> str:
@@ -250,6 +261,9 @@ class Understander:
         elif INFANT_WORDS.search(normalized) and case.age_years is None:
             case.age_years = 0.5
         case.goals |= detect_goals(normalize(text))
+        location = LOCATION.search(normalize(text))
+        if location:
+            case.location = location.group(1).strip()
         case.language = "zh" if cjk_share(text) > 0.3 else "en"
         return case
 

@@ -93,3 +93,9 @@ def test_mixed_chinese_and_english_are_both_read(understander):
 def test_chinese_messages_are_marked_as_chinese(understander):
     assert read(understander, "我想做试管婴儿").language == "zh"
     assert read(understander, "I want IVF").language == "en"
+
+
+def test_treatments_and_location_are_kept_for_the_referral(understander):
+    case = read(understander, "I'm 58, living in Jakarta, had chemotherapy and now want proton therapy")
+    assert "chemotherapy" in case.treatments or "chemo" in " ".join(case.treatments)
+    assert case.location == "jakarta"
