@@ -149,7 +149,7 @@ class Assistant:
             conv.focus = conv.chosen = None
             conv.referral = None
             return self._reply(self.composer.render("restart.md.j2"))
-        if intent.name == "in_shanghai" or (update.location or "").startswith("shanghai"):
+        if intent.name == "in_shanghai" or (update.location or "").lower().startswith("shanghai"):
             conv.in_shanghai = True
         if new_facts or (intent.name is None and not conv.shortlist):
             self.engine.understander.update(conv.case, text)

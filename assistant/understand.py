@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from assistant.knowledge import KnowledgeBase, VocabularyEntry
-from assistant.text import CJK_RUN, WORD, cjk_share, normalize
+from assistant.text import APOSTROPHES, CJK_RUN, WORD, cjk_share, normalize
 
 MAX_TERM_WORDS = 6
 # "lump in my breast" is the vocabulary's "lump in breast": these words never decide a match
@@ -58,9 +58,10 @@ AGE_PATTERNS = (
 FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b(?! ?(?:weeks?|wks?|months?|days?|kg|cm|lbs?|%))")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
+# a place is written with a capital ("living in Jakarta"); "I'm in pain" is not a place
 LOCATION = re.compile(
-    r"\b(?:i am|im|we are|were|i live|we live|living|based|staying|currently|now) (?:in|from) "
-    r"([a-z][a-z .'-]{1,30}?)(?=[,.;!?]|$| and | but | with | for | since )"
+    r"\b(?:[Ii] am|[Ii]m|[Ww]e are|[Ww]ere|[Ii] live|[Ww]e live|living|based|staying|currently|now) (?:in|from) "
+    r"([A-Z][A-Za-z .'-]{1,30}?)(?=[,.;!?]|$| and | but | with | for | since )"
 )
 FIRST_PERSON = re.compile(r"\b(i|im|ive|me|myself|my|mine)\b")
 
@@ -261,7 +262,7 @@ class Understander:
         elif INFANT_WORDS.search(normalized) and case.age_years is None:
             case.age_years = 0.5
         case.goals |= detect_goals(normalize(text))
-        location = LOCATION.search(normalize(text))
+        location = LOCATION.search(APOSTROPHES.sub("", text))
         if location:
             case.location = location.group(1).strip()
         case.language = "zh" if cjk_share(text) > 0.3 else "en"

@@ -98,4 +98,5 @@ def test_chinese_messages_are_marked_as_chinese(understander):
 def test_treatments_and_location_are_kept_for_the_referral(understander):
     case = read(understander, "I'm 58, living in Jakarta, had chemotherapy and now want proton therapy")
     assert "chemotherapy" in case.treatments or "chemo" in " ".join(case.treatments)
-    assert case.location == "jakarta"
+    assert case.location == "Jakarta"
+    assert read(understander, "I'm in pain with my knee").location is None
