@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PUBLISHED_PATTERN = re.compile(r"^(\d{4}(-\d{2}(-\d{2})?)?|undated)$")
 CHECKED_PATTERN = re.compile(r"^\d{4}-\d{2}$")
 ModelT = TypeVar("ModelT", bound="BaseModel")
-SOURCE_KINDS = ("hospital", "government", "news", "journal", "reference", "ranking", "university", "law")
 
 
 class KnowledgeError(Exception):
