@@ -96,6 +96,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--queries", type=int, default=QUERIES)
     args = parser.parse_args()
     set_offline_environment()
     settings = Settings()
@@ -105,7 +106,7 @@ def main() -> None:
     base = embeddings.encode([chunk.text for chunk in profiles]).astype(np.float32)
     audiences = [chunk.audience for chunk in profiles]
     queries = embeddings.encode([f"patient looking for {name}" for name in
-                                 [spec.name for spec in kb.specialties.values()]][:QUERIES]).astype(np.float32)
+                                 [spec.name for spec in kb.specialties.values()]][: args.queries]).astype(np.float32)
 
     def quiet() -> ChromaSettings:
         """A new settings object per client: chromadb writes the client kind into the one it is given."""
