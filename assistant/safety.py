@@ -79,6 +79,7 @@ class ScopeFile(BaseModel):
     injection: list[str]
     off_topic: list[str]
     margin: float
+    crisis_guard: float
     in_scope_examples: list[str]
     off_topic_examples: list[str]
 
@@ -270,6 +271,8 @@ class SafetyChecker:
             return True
         if vector is None or self._off_topic_vectors is None or cjk_share(text) > 0.3:
             return False  # the packaged model reads English only
+        if float(np.max(self._exemplar_vectors @ vector)) >= self.scope.crisis_guard:
+            return False  # when in doubt about a crisis, keep talking rather than decline
         off_topic = float(np.max(self._off_topic_vectors @ vector))
         in_scope = float(np.max(self._in_scope_vectors @ vector))
         return off_topic - in_scope >= self.scope.margin

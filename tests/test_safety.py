@@ -120,3 +120,12 @@ def test_a_broken_rule_file_names_the_file(tmp_path):
     (tmp_path / "red_flags.yaml").write_text("terms: {a: ['(unclosed']}\nrules: []\ncontext: {}\n")
     with pytest.raises(KnowledgeError, match="red_flags.yaml"):
         SafetyChecker.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize("text", [
+    "everything is arranged and tonight it all ends, I've said my goodbyes",
+    "I've got the rope ready in the shed",
+])
+def test_a_message_that_reads_like_a_crisis_is_never_declined_as_off_topic(assistant, text):
+    reply = assistant.reply(assistant.start(), text)
+    assert not reply.out_of_scope
