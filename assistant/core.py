@@ -163,17 +163,16 @@ class Assistant:
             text = self.dialogue.question_text(question)
             return self._reply(self.composer.render("question.md.j2", question=text, **self._notes(conv, triage)),
                                triage=triage.level, question=text)
-        candidates = self.engine.rank(conv.case, conv.widget_hospital)
-        top = candidates[: self.settings.top_k]
-        if conv.widget_hospital and not self._hospital_covers(conv.widget_hospital, conv.case):
+        lacking = self._specialty_the_widget_lacks(conv)
+        if lacking is not None:
             conv.shortlist = []
             hospital = self.kb.hospitals[conv.widget_hospital]
-            specialty = self._top_specialty_name(conv.case)
             return self._reply(
-                self.composer.render("widget_lacks.md.j2", hospital=hospital.name, specialty=specialty,
-                                     **self._notes(conv, triage)),
+                self.composer.render("widget_lacks.md.j2", hospital=hospital.name,
+                                     specialty=self.kb.specialties[lacking].name, **self._notes(conv, triage)),
                 triage=triage.level,
             )
+        top = self.engine.rank(conv.case, conv.widget_hospital)[: self.settings.top_k]
         conv.shortlist = [recommendation_from(c) for c in top]
         conv.focus = conv.chosen = None
         text = self.composer.recommendations(conv.shortlist, notes=self._notes(conv, triage),
@@ -225,17 +224,16 @@ class Assistant:
             conv.language_note_given = True
         return {"urgent": triage.level == "urgent", "language_note": language_note}
 
-    def _hospital_covers(self, hospital_id: str, case: Case) -> bool:
-        scores = self.engine.understander.specialty_scores(case)
+    def _specialty_the_widget_lacks(self, conv: Conversation) -> str | None:
+        """The case's strongest specialty when the widget's hospital has no department for it."""
+        if conv.widget_hospital is None:
+            return None
+        scores = self.engine.understander.specialty_scores(conv.case)
         if not scores:
-            return True
+            return None
         top = max(scores, key=scores.get)
-        offered = {code for dept in self.kb.hospitals[hospital_id].departments for code in dept.specialties}
-        return top in offered
-
-    def _top_specialty_name(self, case: Case) -> str:
-        scores = self.engine.understander.specialty_scores(case)
-        return self.kb.specialties[max(scores, key=scores.get)].name if scores else "this problem"
+        offered = {code for dept in self.kb.hospitals[conv.widget_hospital].departments for code in dept.specialties}
+        return None if top in offered else top
 
     @staticmethod
     def _reply(text: str, triage: str = "routine", out_of_scope: bool = False,

@@ -252,7 +252,8 @@ class Understander:
         """Add one message to the case; later, clearer statements of age or who win."""
         case.texts.append(text)
         case.hits.extend(self.vocabulary.find(text))
-        normalized, raw = without_unborn_baby(normalize(text), text)
+        plain = normalize(text)
+        normalized, raw = without_unborn_baby(plain, text)
         who = detect_who(normalized, raw)
         if who in ("child", "adult") or case.who in (None, "self"):
             case.who = who or case.who
@@ -261,7 +262,7 @@ class Understander:
             case.age_years = age
         elif INFANT_WORDS.search(normalized) and case.age_years is None:
             case.age_years = 0.5
-        case.goals |= detect_goals(normalize(text))
+        case.goals |= detect_goals(plain)
         location = LOCATION.search(APOSTROPHES.sub("", text))
         if location:
             case.location = location.group(1).strip()
