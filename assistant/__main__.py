@@ -1,4 +1,4 @@
-"""Command line: `python -m assistant validate | index | match "text" | settings`."""
+"""Command line: `python -m assistant validate | index | match "text" | settings | keys | purge`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from assistant.knowledge import (
     KnowledgeError,
     coverage_exceptions,
     coverage_problems,
+    load_hospital_ids,
     load_knowledge,
     unsourced_sensitive_text,
 )
@@ -68,6 +69,44 @@ def cmd_match(settings: Settings, text: str, hospital: str | None, as_json: bool
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Inbox keys for hospitals' international departments: the key is printed once, only its hash is kept."""
+    from assistant.store import Store
+
+    store = Store.open(settings.database)
+    if args.action == "create":
+        known = load_hospital_ids(settings.shared_dir / "hospitals.yaml")
+        if args.hospital not in known:
+            print(f"unknown hospital id '{args.hospital}'; known: {', '.join(sorted(known))}", file=sys.stderr)
+            return 2
+        key = store.create_key(args.hospital)
+        print(key)
+        print(f"inbox key for '{args.hospital}'. It is shown only this once: give it to the hospital over a secure "
+              "channel. Revoke it with `python -m assistant keys revoke "
+              f"{key.split('_')[1]}`.", file=sys.stderr)
+        return 0
+    if args.action == "revoke":
+        if not store.revoke_key(args.key):
+            print(f"no active key '{args.key}'", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key.split('_')[1] if args.key.startswith('care_') else args.key}")
+        return 0
+    for key in store.inbox_keys():
+        print(f"{key.id}  {key.hospital_id:20} created {key.created_at:%Y-%m-%d %H:%M}  "
+              f"{'revoked' if key.revoked else 'active'}")
+    return 0
+
+
+def cmd_purge(settings: Settings) -> int:
+    from datetime import timedelta
+
+    from assistant.store import Store
+
+    removed = Store.open(settings.database).purge_conversations(timedelta(days=settings.retention_days))
+    print(f"purged {removed} conversation(s) untouched for {settings.retention_days} days")
+    return 0
+
+
 def cmd_settings() -> int:
     """Print the settings table that the README shows."""
     print("| variable | default | meaning |\n| --- | --- | --- |")
@@ -93,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     match.add_argument("--hospital", help="scope to one hospital id, as the widget does")
     match.add_argument("--json", action="store_true")
     commands.add_parser("settings", help="print the settings table for the README")
+    keys = commands.add_parser("keys", help="inbox keys for hospitals: create, revoke, list")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("create", help="print a new key once").add_argument("--hospital", required=True)
+    key_actions.add_parser("revoke", help="revoke by key id or the whole key").add_argument("key")
+    key_actions.add_parser("list", help="key ids, hospitals and whether they are active")
+    commands.add_parser("purge", help="delete conversations older than the retention setting")
     args = parser.parse_args(argv)
 
     if args.command == "settings":
@@ -101,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.command == "validate":
         return cmd_validate(settings)
+    if args.command == "keys":
+        return cmd_keys(settings, args)
+    if args.command == "purge":
+        return cmd_purge(settings)
     if args.command == "index":
         code = cmd_index(settings)
         print(f"total {time.perf_counter() - started:.1f}s")

@@ -28,8 +28,6 @@ from assistant.settings import Settings
 from assistant.text import normalize
 from assistant.understand import Case
 
-MAX_MESSAGE_CHARS = 4000
-
 
 @dataclass
 class Turn:
@@ -45,6 +43,7 @@ class Conversation:
 
     id: str
     widget_hospital: str | None = None
+    language: str | None = None  # the language the page or widget asked for; the text's own wins
     case: Case = field(default_factory=Case)
     turns: list[Turn] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
@@ -74,8 +73,10 @@ def recommendation_from(candidate: Candidate) -> Recommendation:
 
 
 class Assistant:
-    def __init__(self, engine: Engine, safety: SafetyChecker, dialogue: Dialogue, composer: Composer) -> None:
+    def __init__(self, engine: Engine, safety: SafetyChecker, dialogue: Dialogue, composer: Composer,
+                 settings: Settings | None = None) -> None:
         self.engine = engine
+        self.settings = settings or engine.settings
         self.safety = safety
         self.dialogue = dialogue
         self.composer = composer
@@ -88,20 +89,16 @@ class Assistant:
         safety = SafetyChecker.from_dir(knowledge_dir / "safety", embed=engine.embeddings.encode)
         dialogue = Dialogue(knowledge_dir / "dialogue" / "intents.yaml", settings.prompts_dir / "questions.yaml")
         composer = Composer.from_settings(settings, engine.kb)
-        return cls(engine, safety, dialogue, composer)
+        return cls(engine, safety, dialogue, composer, settings)
 
     @property
     def kb(self) -> KnowledgeBase:
         return self.engine.kb
 
-    @property
-    def settings(self) -> Settings:
-        return self.engine.settings
-
-    def start(self, widget_hospital: str | None = None) -> Conversation:
+    def start(self, widget_hospital: str | None = None, language: str | None = None) -> Conversation:
         if widget_hospital is not None and widget_hospital not in self.kb.hospitals:
             raise ValueError(f"unknown hospital id '{widget_hospital}'")
-        return Conversation(id=uuid.uuid4().hex, widget_hospital=widget_hospital)
+        return Conversation(id=uuid.uuid4().hex, widget_hospital=widget_hospital, language=language)
 
     def reply(self, conv: Conversation, text: str) -> Reply:
         final = None
@@ -123,7 +120,7 @@ class Assistant:
 
     # --- one turn, step by step ------------------------------------------------------------------
     def _turn(self, conv: Conversation, text: str) -> Reply:
-        text = text[:MAX_MESSAGE_CHARS]
+        text = text[: self.settings.max_message_chars]  # the API refuses longer text before it gets here
         if not text.strip():
             return self._reply(self.composer.render("empty.md.j2"))
 
@@ -219,7 +216,8 @@ class Assistant:
 
     def _notes(self, conv: Conversation, triage: Triage) -> dict[str, bool]:
         """Banners that sit above any reply: urgent care first, then the language note (once)."""
-        language_note = conv.case.language == "zh" and not conv.language_note_given and not self.composer.multilingual
+        wants_chinese = "zh" in (conv.case.language, conv.language)
+        language_note = wants_chinese and not conv.language_note_given and not self.composer.multilingual
         if language_note:
             conv.language_note_given = True
         return {"urgent": triage.level == "urgent", "language_note": language_note}
@@ -250,6 +248,7 @@ def conversation_to_dict(conv: Conversation) -> dict:
     return {
         "id": conv.id,
         "widget_hospital": conv.widget_hospital,
+        "language": conv.language,
         "case": {"texts": case.texts, "hits": [vars(hit) for hit in case.hits], "who": case.who,
                  "age_years": case.age_years, "goals": sorted(case.goals), "language": case.language,
                  "location": case.location},
@@ -273,7 +272,7 @@ def conversation_from_dict(data: dict) -> Conversation:
                 who=case_data["who"], age_years=case_data["age_years"], goals=set(case_data["goals"]),
                 language=case_data["language"], location=case_data.get("location"))
     return Conversation(
-        id=data["id"], widget_hospital=data["widget_hospital"], case=case,
+        id=data["id"], widget_hospital=data["widget_hospital"], language=data.get("language"), case=case,
         turns=[Turn(**turn) for turn in data["turns"]], asked=list(data["asked"]),
         shortlist=[Recommendation.model_validate(rec) for rec in data["shortlist"]],
         focus=data["focus"], chosen=data["chosen"], in_shanghai=data["in_shanghai"],

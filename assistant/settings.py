@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(20.0, description="After this the template reply is used instead.")
     llm_stream: bool = Field(True, description="Ask the model for a streamed answer (checked in full before showing).")
 
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("CARE_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL of the database (e.g. postgresql+psycopg://...); default: SQLite in the data dir.",
+    )
+    embed_origins: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Sites allowed to embed each hospital\'s widget, JSON: {"renji": ["https://www.renji.com"]}; '
+                    'the key "*" applies to every hospital. The app\'s own origin is always allowed.',
+    )
+    retention_days: int = Field(30, description="Conversations untouched this long are purged.")
+    max_message_chars: int = Field(4000, description="Longest message accepted; longer ones get 422 naming the limit.")
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'care.db'}"
+
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"

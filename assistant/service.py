@@ -1,0 +1,131 @@
+"""The operations the web page, the REST API and the widget share, over the assistant and the store.
+
+A conversation is read from the store, one turn runs through `Assistant.stream`, and the result is
+saved before anything is sent back: a turn the user saw is a turn that was kept. Nothing lives in
+this object between requests, so any copy of the app can serve any request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assistant.core import Assistant, Conversation, TextDelta
+from assistant.reply import ReferralSummary, Reply
+from assistant.store import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
+
+SAVE_ATTEMPTS = 3
+
+
+class NotFound(Exception):
+    """Unknown or deleted conversation, hospital or referral (another hospital's referral included)."""
+
+
+class Invalid(Exception):
+    """A request the engine cannot act on; `field` names what to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One answered message: the text pieces as streamed, then the whole reply."""
+
+    deltas: list[str]
+    reply: Reply
+
+
+class CareService:
+    def __init__(self, assistant: Assistant, store: Store) -> None:
+        self.assistant = assistant
+        self.store = store
+
+    # --- conversations ------------------------------------------------------------------------------
+    def start(self, widget_hospital: str | None = None, language: str | None = None) -> Conversation:
+        if widget_hospital is not None and widget_hospital not in self.assistant.kb.hospitals:
+            raise Invalid("widget_hospital", f"unknown hospital id '{widget_hospital}'; GET /api/v1/hospitals "
+                                             "lists the ids")
+        conv = self.assistant.start(widget_hospital=widget_hospital, language=language)
+        self.store.add_conversation(conv)
+        return conv
+
+    def conversation(self, conversation_id: str) -> StoredConversation:
+        stored = self.store.conversation(conversation_id)
+        if stored is None:
+            raise NotFound(f"no conversation '{conversation_id}': it may have expired or been deleted; "
+                           "start a new one")
+        return stored
+
+    def send(self, conversation_id: str, text: str) -> Turn:
+        """Answer one message and save the conversation; a concurrent save by another copy is retried."""
+        for attempt in range(SAVE_ATTEMPTS):
+            stored = self.conversation(conversation_id)
+            conv = stored.conversation
+            deltas, reply = [], None
+            for event in self.assistant.stream(conv, text):
+                if isinstance(event, TextDelta):
+                    deltas.append(event.text)
+                else:
+                    reply = event
+            assert reply is not None
+            if not text.strip():
+                return Turn(deltas, reply)  # the friendly prompt for an empty message changes nothing
+            try:
+                self.store.save_conversation(conv, stored.version)
+                return Turn(deltas, reply)
+            except ConversationChanged:
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def delete(self, conversation_id: str) -> None:
+        if not self.store.delete_conversation(conversation_id):
+            raise NotFound(f"no conversation '{conversation_id}'")
+
+    # --- referrals ----------------------------------------------------------------------------------
+    def referral_summary(self, conv: Conversation, department_id: str) -> ReferralSummary:
+        """What would be sent for this department: only what the user wrote, shown before consent."""
+        kb = self.assistant.kb
+        if department_id not in kb.departments:
+            raise Invalid("department_id", f"unknown department '{department_id}'; use a department_id from a "
+                                           "recommendation")
+        department = kb.departments[department_id]
+        hospital_id = department.hospital_id
+        if conv.widget_hospital is not None and hospital_id != conv.widget_hospital:
+            raise Invalid("department_id", f"this conversation is scoped to '{conv.widget_hospital}'; choose one "
+                                           "of its departments")
+        if not conv.case.texts:
+            raise Invalid("conversation", "nothing to refer yet: describe the patient's situation first")
+        summary = self.assistant.composer.referral(conv.case, None, conv.widget_hospital)
+        return summary.model_copy(update={"hospital_id": hospital_id, "department_id": department_id})
+
+    def referral_markdown(self, summary: ReferralSummary) -> str:
+        return self.assistant.composer.referral_text(summary)
+
+    def refer(self, conversation_id: str, department_id: str, contact: str, idempotency_key: str) -> tuple[Referral,
+                                                                                                           bool]:
+        """Send the summary to the department's hospital; the same key returns the first referral again,
+        even after the conversation itself was deleted."""
+        request = {"conversation_id": conversation_id, "department_id": department_id, "contact": contact}
+        existing = self.store.referral_by_key(idempotency_key, request_fingerprint(request))
+        if existing is not None:
+            return existing, False
+        conv = self.conversation(conversation_id).conversation
+        summary = self.referral_summary(conv, department_id)
+        return self.store.add_referral(idempotency_key, request, conversation_id, summary.hospital_id,
+                                       department_id, contact, summary.model_dump())
+
+    # --- the hospital's inbox -------------------------------------------------------------------------
+    def hospital_for_key(self, key: str) -> str | None:
+        return self.store.hospital_for_key(key)
+
+    def inbox(self, hospital_id: str, status: str | None = None) -> list[Referral]:
+        return self.store.referrals(hospital_id, status)
+
+    def set_status(self, hospital_id: str, referral_id: str, status: str) -> Referral:
+        referral = self.store.set_referral_status(hospital_id, referral_id, status)
+        if referral is None:
+            raise NotFound(f"no referral '{referral_id}' in this hospital's inbox")
+        return referral

@@ -1,0 +1,319 @@
+"""Where conversations, referrals and inbox keys live: SQLAlchemy 2.x over SQLite by default, PostgreSQL
+when `DATABASE_URL` says so.
+
+Nothing is kept in the web process's memory, so two copies of the app behind a load balancer see the
+same state. The schema comes from Alembic migrations (`assistant/migrations`), run on open. A
+conversation is stored as the JSON of `conversation_to_dict` with a version number: a save that
+finds another version fails instead of overwriting a turn written by another copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from assistant.core import Conversation, conversation_from_dict, conversation_to_dict
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+REFERRAL_STATUSES = ("new", "seen", "contacted", "accepted", "declined", "closed")
+KEY_PREFIX = "care"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    widget_hospital: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReferralRow(Base):
+    """What the user consented to send, and nothing else: it outlives the conversation it came from."""
+
+    __tablename__ = "referrals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(String(32), index=True)
+    hospital_id: Mapped[str] = mapped_column(String(64), index=True)
+    department_id: Mapped[str] = mapped_column(String(128))
+    contact: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class InboxKeyRow(Base):
+    """A hospital's inbox key: only the SHA-256 of its secret part is stored."""
+
+    __tablename__ = "inbox_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(String(64), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    conversation: Conversation
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Referral:
+    id: str
+    conversation_id: str
+    hospital_id: str
+    department_id: str
+    contact: str
+    summary: dict
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ReferralRow) -> Referral:
+        return cls(id=row.id, conversation_id=row.conversation_id, hospital_id=row.hospital_id,
+                   department_id=row.department_id, contact=row.contact, summary=json.loads(row.summary),
+                   status=row.status, created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+
+@dataclass(frozen=True)
+class InboxKey:
+    id: str
+    hospital_id: str
+    created_at: datetime
+    revoked: bool
+
+
+class ConversationChanged(Exception):
+    """Another request saved this conversation first; the caller retries with the fresh state."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The same Idempotency-Key came with a different request body."""
+
+
+class StoreUnavailable(Exception):
+    """The database is locked or unreachable; nothing was written, the caller may retry."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without a zone; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001  (DBAPI connection)
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed referral survives a crash
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def request_fingerprint(request: dict) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and bring the schema to the newest migration."""
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        store = cls(engine)
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction; a locked or unreachable database becomes StoreUnavailable."""
+        try:
+            with self.sessions.begin() as session:
+                yield session
+        except OperationalError as error:
+            raise StoreUnavailable(str(error.orig)) from error
+
+    # --- conversations ------------------------------------------------------------------------------
+    def add_conversation(self, conv: Conversation) -> None:
+        now = utcnow()
+        with self.session() as session:
+            session.add(ConversationRow(id=conv.id, widget_hospital=conv.widget_hospital,
+                                        state=json.dumps(conversation_to_dict(conv)), version=1,
+                                        created_at=now, updated_at=now))
+
+    def conversation(self, conversation_id: str) -> StoredConversation | None:
+        with self.session() as session:
+            row = session.get(ConversationRow, conversation_id)
+            if row is None:
+                return None
+            return StoredConversation(conversation_from_dict(json.loads(row.state)), row.version,
+                                      as_utc(row.created_at), as_utc(row.updated_at))
+
+    def save_conversation(self, conv: Conversation, version: int) -> int:
+        """Write the conversation only if nobody saved it since `version` was read; returns the new version."""
+        with self.session() as session:
+            result = session.execute(
+                update(ConversationRow)
+                .where(ConversationRow.id == conv.id, ConversationRow.version == version)
+                .values(state=json.dumps(conversation_to_dict(conv)), version=version + 1, updated_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise ConversationChanged(conv.id)
+        return version + 1
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        with self.session() as session:
+            return session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id)).rowcount == 1
+
+    def purge_conversations(self, older_than: timedelta) -> int:
+        """Remove conversations nobody has touched for `older_than`; referrals stay with their hospital."""
+        cutoff = utcnow() - older_than
+        with self.session() as session:
+            return session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
+
+    # --- referrals ----------------------------------------------------------------------------------
+    def add_referral(self, idempotency_key: str, request: dict, conversation_id: str, hospital_id: str,
+                     department_id: str, contact: str, summary: dict) -> tuple[Referral, bool]:
+        """Store a referral once per idempotency key; returns it and whether this call created it.
+
+        It is committed before this returns, so a 201 sent afterwards never acknowledges a lost write.
+        """
+        request_hash = request_fingerprint(request)
+        existing = self.referral_by_key(idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+        now = utcnow()
+        row = ReferralRow(id=uuid.uuid4().hex, idempotency_key=idempotency_key, request_hash=request_hash,
+                          conversation_id=conversation_id, hospital_id=hospital_id, department_id=department_id,
+                          contact=contact, summary=json.dumps(summary), status="new", created_at=now,
+                          updated_at=now)
+        try:
+            with self.session() as session:
+                session.add(row)
+        except IntegrityError:  # the same key committed by a concurrent request a moment ago
+            existing = self.referral_by_key(idempotency_key, request_hash)
+            assert existing is not None
+            return existing, False
+        return Referral.from_row(row), True
+
+    def referral_by_key(self, idempotency_key: str, request_hash: str) -> Referral | None:
+        with self.session() as session:
+            row = session.scalar(select(ReferralRow).where(ReferralRow.idempotency_key == idempotency_key))
+            if row is None:
+                return None
+            if not hmac.compare_digest(row.request_hash, request_hash):
+                raise IdempotencyKeyReused(idempotency_key)
+            return Referral.from_row(row)
+
+    def referrals(self, hospital_id: str, status: str | None = None) -> list[Referral]:
+        with self.session() as session:
+            query = select(ReferralRow).where(ReferralRow.hospital_id == hospital_id)
+            if status is not None:
+                query = query.where(ReferralRow.status == status)
+            rows = session.scalars(query.order_by(ReferralRow.created_at.desc(), ReferralRow.id))
+            return [Referral.from_row(row) for row in rows]
+
+    def set_referral_status(self, hospital_id: str, referral_id: str, status: str) -> Referral | None:
+        """None when the referral does not exist for this hospital: another hospital's looks the same."""
+        with self.session() as session:
+            row = session.scalar(select(ReferralRow).where(ReferralRow.id == referral_id,
+                                                           ReferralRow.hospital_id == hospital_id))
+            if row is None:
+                return None
+            row.status, row.updated_at = status, utcnow()
+            return Referral.from_row(row)
+
+    def referral_count(self) -> int:
+        with self.session() as session:
+            return len(session.scalars(select(ReferralRow.id)).all())
+
+    # --- inbox keys ---------------------------------------------------------------------------------
+    def create_key(self, hospital_id: str) -> str:
+        """Returns the key once; only the hash of its secret part is stored."""
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self.session() as session:
+            session.add(InboxKeyRow(id=key_id, hospital_id=hospital_id, secret_hash=hash_secret(secret),
+                                    created_at=utcnow(), revoked_at=None))
+        return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.session() as session:
+            row = session.get(InboxKeyRow, key_id.removeprefix(f"{KEY_PREFIX}_").split("_")[0])
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = utcnow()
+            return True
+
+    def inbox_keys(self) -> list[InboxKey]:
+        with self.session() as session:
+            rows = session.scalars(select(InboxKeyRow).order_by(InboxKeyRow.created_at))
+            return [InboxKey(r.id, r.hospital_id, as_utc(r.created_at), r.revoked_at is not None) for r in rows]
+
+    def hospital_for_key(self, key: str) -> str | None:
+        """The hospital a presented key belongs to, or None; the secret is compared in constant time."""
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or not key_id or not secret:
+            return None
+        with self.session() as session:
+            row = session.get(InboxKeyRow, key_id)
+            stored = row.secret_hash if row is not None and row.revoked_at is None else hash_secret("")
+            matches = hmac.compare_digest(stored, hash_secret(secret))
+            return row.hospital_id if matches and row is not None and row.revoked_at is None else None
