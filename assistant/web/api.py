@@ -1,0 +1,265 @@
+"""The REST API at /api/v1: thin routes over `CareService`, which the page and the widget share.
+
+Errors are JSON a person can act on: `{"error": code, "message": ..., "field": ...}`.
+"""
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.knowledge import Department, Source
+from assistant.reply import ReferralSummary, Reply
+from assistant.service import CareService, Invalid, NotFound, Turn
+from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
+
+RETRY_AFTER_SECONDS = 2
+
+
+# --- request and response bodies ----------------------------------------------------------------------
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRequest(Body):
+    widget_hospital: str | None = Field(None, description="Scope the conversation to one hospital (the widget).")
+    language: Literal["en", "zh"] | None = Field(None, description="The language the page asked for.")
+
+
+class Started(BaseModel):
+    conversation_id: str
+    widget_hospital: str | None
+    language: str | None
+
+
+class MessageRequest(Body):
+    text: str = Field(description="What the user wrote; the limit is the CARE_MAX_MESSAGE_CHARS setting.")
+
+
+class TurnView(BaseModel):
+    user: str
+    reply: str
+    triage: str
+
+
+class ConversationView(BaseModel):
+    conversation_id: str
+    widget_hospital: str | None
+    language: str | None
+    created_at: datetime
+    updated_at: datetime
+    turns: list[TurnView]
+
+
+class ReferralRequest(Body):
+    consent: bool = Field(description="Must be true: the user agreed to send the summary and contact.")
+    contact: str = Field(min_length=3, max_length=200, description="E-mail or messaging id the user chose to share.")
+    department_id: str = Field(min_length=1, max_length=128, description="A department_id from a recommendation.")
+
+
+class ReferralCreated(BaseModel):
+    referral_id: str
+    hospital_id: str
+    department_id: str
+    status: str
+    created_at: datetime
+
+
+class InboxItem(BaseModel):
+    referral_id: str
+    department_id: str
+    contact: str
+    summary: ReferralSummary
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class StatusRequest(Body):
+    status: Literal[REFERRAL_STATUSES]  # type: ignore[valid-type]
+
+
+class HospitalSummary(BaseModel):
+    id: str
+    name: str
+    name_zh: str
+    departments: int
+
+
+class HospitalProfile(BaseModel):
+    id: str
+    name: str
+    name_zh: str
+    summary: str
+    departments: list[Department]
+    sources: list[Source]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    field: str | None = None
+
+
+class Unauthorized(Exception):
+    """No inbox key, or one that is wrong or revoked."""
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def error(status: int, code: str, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    body = ErrorBody(error=code, message=message, field=field).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def created(referral: Referral) -> ReferralCreated:
+    return ReferralCreated(referral_id=referral.id, hospital_id=referral.hospital_id,
+                           department_id=referral.department_id, status=referral.status,
+                           created_at=referral.created_at)
+
+
+def inbox_item(referral: Referral) -> InboxItem:
+    return InboxItem(referral_id=referral.id, department_id=referral.department_id, contact=referral.contact,
+                     summary=ReferralSummary.model_validate(referral.summary), status=referral.status,
+                     created_at=referral.created_at, updated_at=referral.updated_at)
+
+
+def server_sent_events(turn: Turn) -> Iterator[str]:
+    """Text deltas, then one `reply` event with the whole Reply; the turn was saved before the first."""
+    for delta in turn.deltas:
+        yield f"event: delta\ndata: {json.dumps({'text': delta}, ensure_ascii=False)}\n\n"
+    yield f"event: reply\ndata: {turn.reply.model_dump_json()}\n\n"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+        return error(422, "invalid_request", f"{field}: {first['msg']}", field)
+
+    @app.exception_handler(Unauthorized)
+    def unauthorized(_request: Request, _exc: Unauthorized) -> JSONResponse:
+        return error(401, "unauthorized", "Send your hospital's inbox key as 'Authorization: Bearer <key>'; "
+                                          "ask the operator for a new one if it was revoked.",
+                     **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(NotFound)
+    def not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return error(404, "not_found", str(exc))
+
+    @app.exception_handler(Invalid)
+    def invalid(_request: Request, exc: Invalid) -> JSONResponse:
+        return error(422, "invalid_request", exc.message, exc.field)
+
+    @app.exception_handler(ConversationChanged)
+    def changed(_request: Request, _exc: ConversationChanged) -> JSONResponse:
+        return error(409, "conversation_busy", "Another message to this conversation was being answered; "
+                                               "send yours again.", **{"Retry-After": "1"})
+
+    @app.exception_handler(IdempotencyKeyReused)
+    def key_reused(_request: Request, _exc: IdempotencyKeyReused) -> JSONResponse:
+        return error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different referral; "
+                                                    "use a new key for a new request.", "Idempotency-Key")
+
+    @app.exception_handler(StoreUnavailable)
+    def unavailable(_request: Request, _exc: StoreUnavailable) -> JSONResponse:
+        return error(503, "unavailable", "The database is busy; nothing was saved. Try again in a moment.",
+                     **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+# --- routes ----------------------------------------------------------------------------------------------
+def api_router(service: CareService) -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    kb = service.assistant.kb
+    max_chars = service.assistant.settings.max_message_chars
+    bearer = HTTPBearer(auto_error=False, description="An inbox key from `python -m assistant keys create`.")
+
+    def key_hospital(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        hospital = service.hospital_for_key(credentials.credentials) if credentials else None
+        if hospital is None:
+            raise Unauthorized()
+        return hospital
+
+    @router.post("/conversations", status_code=201, response_model=Started, tags=["conversations"])
+    def start(body: StartRequest | None = None) -> Started:
+        body = body or StartRequest()
+        conv = service.start(body.widget_hospital, body.language)
+        return Started(conversation_id=conv.id, widget_hospital=conv.widget_hospital, language=conv.language)
+
+    @router.post("/conversations/{conversation_id}/messages", response_model=Reply, tags=["conversations"],
+                 responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}})
+    def message(conversation_id: str, body: MessageRequest, request: Request) -> Response:
+        if len(body.text) > max_chars:
+            return error(422, "message_too_long", f"The message has {len(body.text):,} characters; the limit is "
+                                                  f"{max_chars:,}. Please shorten it.", "text")
+        turn = service.send(conversation_id, body.text)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(server_sent_events(turn), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store"})
+        return Response(turn.reply.model_dump_json(), media_type="application/json")
+
+    @router.get("/conversations/{conversation_id}", response_model=ConversationView, tags=["conversations"],
+                responses={404: {"model": ErrorBody}})
+    def conversation(conversation_id: str) -> ConversationView:
+        stored = service.conversation(conversation_id)
+        conv = stored.conversation
+        return ConversationView(conversation_id=conv.id, widget_hospital=conv.widget_hospital, language=conv.language,
+                                created_at=stored.created_at, updated_at=stored.updated_at,
+                                turns=[TurnView(user=t.user, reply=t.reply, triage=t.triage) for t in conv.turns])
+
+    @router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"],
+                   responses={404: {"model": ErrorBody}})
+    def delete(conversation_id: str) -> Response:
+        service.delete(conversation_id)
+        return Response(status_code=204)
+
+    @router.post("/conversations/{conversation_id}/referral", status_code=201, response_model=ReferralCreated,
+                 tags=["referrals"], responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    def referral(conversation_id: str, body: ReferralRequest,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> ReferralCreated:
+        if not body.consent:
+            raise Invalid("consent", "consent must be true: nothing is sent to a hospital without the user's "
+                                     "explicit consent")
+        if not idempotency_key:
+            raise Invalid("Idempotency-Key", "send an Idempotency-Key header (a random UUID), and the same one "
+                                             "when you retry")
+        referral, _ = service.refer(conversation_id, body.department_id, body.contact.strip(), idempotency_key)
+        return created(referral)
+
+    @router.get("/hospitals", response_model=list[HospitalSummary], tags=["hospitals"])
+    def hospitals() -> list[HospitalSummary]:
+        return [HospitalSummary(id=h.id, name=h.name, name_zh=h.name_zh, departments=len(h.departments))
+                for h in kb.hospitals.values()]
+
+    @router.get("/hospitals/{hospital_id}", response_model=HospitalProfile, tags=["hospitals"],
+                responses={404: {"model": ErrorBody}})
+    def hospital(hospital_id: str) -> HospitalProfile:
+        if hospital_id not in kb.hospitals:
+            raise NotFound(f"no hospital '{hospital_id}'; GET /api/v1/hospitals lists the ids")
+        h = kb.hospitals[hospital_id]
+        cited = {s for d in h.departments for s in d.sources}
+        cited |= {s for d in h.departments for c in d.claims() for s in c.sources}
+        cited |= {s for c in [*h.about, *h.international_service] for s in c.sources}
+        return HospitalProfile(id=h.id, name=h.name, name_zh=h.name_zh, summary=h.summary,
+                               departments=list(h.departments),
+                               sources=[kb.sources[s] for s in sorted(cited) if s in kb.sources])
+
+    @router.get("/inbox", response_model=list[InboxItem], tags=["inbox"], responses={401: {"model": ErrorBody}})
+    def inbox(hospital: Annotated[str, Depends(key_hospital)],
+              status: Literal[REFERRAL_STATUSES] | None = None) -> list[InboxItem]:  # type: ignore[valid-type]
+        return [inbox_item(r) for r in service.inbox(hospital, status)]
+
+    @router.patch("/inbox/{referral_id}", response_model=InboxItem, tags=["inbox"],
+                  responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+    def set_status(referral_id: str, body: StatusRequest,
+                   hospital: Annotated[str, Depends(key_hospital)]) -> InboxItem:
+        return inbox_item(service.set_status(hospital, referral_id, body.status))
+
+    return router
+
