@@ -11,8 +11,9 @@ DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test index lint validate eval bench clean
+.PHONY: run test browser screenshots index lint validate eval bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +39,18 @@ index: $(RUN_STAMP)
 validate: $(RUN_STAMP)
 	$(PY) -m assistant validate
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium: browser builds cannot be downloaded on this network.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
+
+# Refresh the README's screenshots (docs/*.png) from the browser tests.
+screenshots: $(DEV_STAMP) browser
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/test_web_browser.py
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

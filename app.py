@@ -1,69 +1,80 @@
-"""Start the web app: the patient chat page (Gradio) mounted in a FastAPI app, served by uvicorn.
+"""Start the web app: one process serves the patient page, the REST API, the widget and the inbox.
 
-The page only calls `Assistant.stream`, the same path the API and the evaluations use; each
-browser keeps its own conversation in `gr.State`, never on a shared object.
+    /               the patient chat page (Gradio)
+    /embed/?hospital=renji   the widget's chat, scoped to one hospital (framed by /widget.js)
+    /api/v1/...     the REST API (OpenAPI at /docs)
+    /widget.js      the one-tag widget for hospitals' own sites
+    /healthz        ready once knowledge, index and database are loaded
+
+Every route calls `CareService`, which calls `Assistant.reply`'s path; the engine never imports this.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 
 from assistant.settings import Settings, set_offline_environment
 
 set_offline_environment()
 
 import gradio as gr  # noqa: E402  (analytics must be off before gradio is imported)
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
+from fastapi.responses import FileResponse, RedirectResponse  # noqa: E402
 
-from assistant.core import Assistant, Conversation  # noqa: E402
-from assistant.reply import Reply  # noqa: E402
+from assistant.core import Assistant  # noqa: E402
+from assistant.service import CareService  # noqa: E402
+from assistant.settings import PROJECT_ROOT  # noqa: E402
+from assistant.store import Store  # noqa: E402
+from assistant.web.api import api_router, install_error_handlers  # noqa: E402
+from assistant.web.page import CSS, build_page  # noqa: E402
+from assistant.web.security import SecurityHeaders, all_origins  # noqa: E402
 
 log = logging.getLogger("app")
-
-INTRO = (
-    "## Find the right hospital department in Shanghai\n"
-    "Describe the diagnosis or symptoms and who the patient is. Every fact comes with its source.\n\n"
-    "**In an emergency, call your local emergency number now (120 in mainland China, 112 or 911 elsewhere).**"
-)
+WIDGET_JS = PROJECT_ROOT / "assistant" / "web" / "static" / "widget.js"
+EXAMPLE_HOST = PROJECT_ROOT / "examples" / "widget-host.html"
 
 
-def build_page(assistant: Assistant) -> gr.Blocks:
-    def send(message: str, history: list[dict], conv: Conversation | None) -> Iterator[tuple]:
-        conv = conv or assistant.start()
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        shown = ""
-        for event in assistant.stream(conv, message):
-            if isinstance(event, Reply):
-                history[-1]["content"] = event.text
-            else:
-                shown += event.text
-                history[-1]["content"] = shown
-            yield history, conv, ""
+def create_app(service: CareService) -> FastAPI:
+    settings = service.assistant.settings
+    app = FastAPI(title="Shanghai care finder", version="1",
+                  description="Hospital-department matching for care in Shanghai, with sources for every fact.")
+    install_error_handlers(app)
+    app.include_router(api_router(service))
 
-    with gr.Blocks(title="Shanghai care finder") as page:
-        gr.Markdown(INTRO)
-        chat = gr.Chatbot(label="Assistant", height=520, sanitize_html=True, render_markdown=True)
-        conv_state = gr.State(None)
-        box = gr.Textbox(label="Your message",
-                         placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
-        with gr.Row():
-            for quick in ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
-                          "Do I need a visa?", "Start over"):
-                gr.Button(quick, size="sm").click(send, [gr.State(quick), chat, conv_state], [chat, conv_state, box])
-        box.submit(send, [box, chat, conv_state], [chat, conv_state, box])
-    return page
-
-
-def create_app(assistant: Assistant) -> FastAPI:
-    api = FastAPI(title="Shanghai care finder")
-
-    @api.get("/healthz")
+    @app.get("/healthz", tags=["operations"])
     def healthz() -> dict:
-        return {"status": "ready", "departments": len(assistant.kb.departments)}
+        return {"status": "ready", "departments": len(service.assistant.kb.departments),
+                "knowledge": service.assistant.kb.fingerprint}
 
-    return gr.mount_gradio_app(api, build_page(assistant), path="/")
+    @app.get("/widget.js", include_in_schema=False)
+    def widget_js() -> FileResponse:
+        return FileResponse(WIDGET_JS, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+    @app.get("/embed", include_in_schema=False)
+    def embed_redirect(request: Request) -> RedirectResponse:
+        """`/embed?hospital=renji` is the documented address; Gradio serves the page at `/embed/`."""
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/embed/{query}", status_code=307)
+
+    @app.get("/examples/widget-host.html", include_in_schema=False)
+    def example_host() -> FileResponse:
+        return FileResponse(EXAMPLE_HOST, media_type="text/html")
+
+    app.add_middleware(CORSMiddleware, allow_origins=all_origins(settings.embed_origins),
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "Accept"])
+    app.add_middleware(SecurityHeaders, embed_origins=settings.embed_origins)
+    app = gr.mount_gradio_app(app, build_page(service, embedded=True), path="/embed", css=CSS, ssr_mode=False,
+                              footer_links=[])
+    return gr.mount_gradio_app(app, build_page(service), path="/", css=CSS, ssr_mode=False, footer_links=[])
+
+
+def load_service(settings: Settings) -> CareService:
+    """The explicit warm-up: knowledge, index, model and database, before the first request."""
+    return CareService(Assistant.from_settings(settings), Store.open(settings.database))
 
 
 def main() -> None:
@@ -72,11 +83,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
-    assistant = Assistant.from_settings(settings)
+    app = create_app(load_service(settings))
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
     log.info("serving on http://%s:%d", host, port)
-    uvicorn.run(create_app(assistant), host=host, port=port)
+    uvicorn.run(app, host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""The patient chat page (at `/`) and the hospital widget's embedded chat (at `/embed`), in Gradio.
+
+Both call `CareService`, the same path as the API. Each browser keeps only ids in `gr.State` (its
+conversation and the idempotency key of the referral it is about to send); the conversation itself
+is in the database, so two browsers never share one and any copy of the app can answer.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+
+from assistant.reply import Recommendation, Reply
+from assistant.service import CareService, Invalid, NotFound
+
+EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
+                    "Call your local emergency number now (120 in mainland China, 112 in Europe, 911 in North "
+                    "America) or go to the nearest emergency department. Do not travel for care.</div>")
+URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
+                 "day or two.</strong> Plan travel for treatment after that.</div>")
+QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
+                 "Do I need a visa?", "Start over")
+CSS = """
+.care-banner {padding: 12px 16px; border-radius: 8px; margin: 4px 0; font-size: 1.05em}
+.care-emergency {background: #b00020; color: #fff}
+.care-urgent {background: #fff3cd; color: #5c4400; border: 1px solid #e0c060}
+.care-cards {display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px}
+.care-card {border: 1px solid #d0d7de; border-radius: 10px; padding: 12px 14px; background: #fff; color: #1f2328}
+.care-card h3 {margin: 0 0 2px 0; font-size: 1.05em}
+.care-card .care-hospital {color: #57606a; margin-bottom: 8px}
+.care-card ul {padding-left: 18px; margin: 6px 0}
+.care-card .care-sources a {margin-right: 8px}
+"""
+
+
+def privacy_note(retention_days: int) -> str:
+    return (f"**Privacy.** This conversation is stored on this service's server for {retention_days} days after "
+            "your last message so you can continue it, then deleted; \"Start over\" does not delete it, closing the "
+            "page does not either. Nothing goes to a hospital unless you tick the consent box below and press "
+            "send; then only the summary you see and the contact you type are sent to that hospital.")
+
+
+def source_links(rec: Recommendation, service: CareService, numbers: dict[str, int]) -> str:
+    links = []
+    for item in rec.evidence:
+        source = service.assistant.kb.sources[item.source_id]
+        number = numbers.setdefault(item.source_id, len(numbers) + 1)
+        label = html.escape(source.title, quote=True)
+        if source.url:
+            links.append(f"<a href='{html.escape(source.url, quote=True)}' target='_blank' rel='noopener noreferrer' "
+                         f"title='{label}'>[{number}]</a>")
+        else:
+            links.append(f"<span title='{label}'>[{number}] {html.escape(source.publication or '')}</span>")
+    return " ".join(dict.fromkeys(links))
+
+
+def cards_html(recommendations: list[Recommendation], service: CareService) -> str:
+    """One card per recommendation; every string is escaped, every fact shows its source."""
+    if not recommendations:
+        return ""
+    kb = service.assistant.kb
+    numbers: dict[str, int] = {}
+    cards = []
+    for position, rec in enumerate(recommendations, start=1):
+        dept, hospital = kb.department(rec.department_id), kb.hospitals[rec.hospital_id]
+        known_for = "".join(f"<li>{html.escape(item.quote)}</li>" for item in rec.evidence)
+        cards.append(
+            f"<div class='care-card' data-hospital='{html.escape(rec.hospital_id)}'>"
+            f"<h3>{position}. {html.escape(dept.name)}</h3>"
+            f"<div class='care-hospital'>{html.escape(hospital.name)} ({html.escape(hospital.name_zh)})</div>"
+            f"<div class='care-why'>{html.escape(rec.why)}</div>"
+            f"<div><strong>Known for</strong><ul>{known_for}</ul></div>"
+            f"<div class='care-sources'>Sources: {source_links(rec, service, numbers)}</div></div>"
+        )
+    return f"<div class='care-cards'>{''.join(cards)}</div>"
+
+
+def banner_html(reply: Reply) -> str:
+    return {"emergency": EMERGENCY_BANNER, "urgent": URGENT_BANNER}.get(reply.triage, "")
+
+
+def referral_files(markdown: str, summary_json: str) -> tuple[str, str]:
+    folder = Path(tempfile.mkdtemp(prefix="referral-"))
+    (folder / "referral-summary.md").write_text(markdown, encoding="utf-8")
+    (folder / "referral-summary.json").write_text(summary_json, encoding="utf-8")
+    return str(folder / "referral-summary.md"), str(folder / "referral-summary.json")
+
+
+def build_page(service: CareService, embedded: bool = False) -> gr.Blocks:
+    """The chat; `embedded` reads the widget's hospital from the URL (`/embed?hospital=renji`) once, at load."""
+    kb = service.assistant.kb
+    retention_days = service.assistant.settings.retention_days
+
+    def on_load(request: gr.Request) -> tuple:
+        hospital_id = request.query_params.get("hospital") if embedded else None
+        language = request.query_params.get("lang") if embedded else None
+        if embedded and hospital_id not in kb.hospitals:
+            return (None, None, "**This widget is not configured:** the page needs `data-hospital` set to a known "
+                                "hospital id.", gr.update(interactive=False))
+        title = (f"### {kb.hospitals[hospital_id].name}: find the right department"
+                 if hospital_id else "")
+        return hospital_id, language if language in ("en", "zh") else None, title, gr.update(interactive=True)
+
+    def send(message: str, history: list[dict], conversation_id: str | None, hospital_id: str | None,
+             language: str | None) -> Iterator[tuple]:
+        if conversation_id is None:
+            conversation_id = service.start(widget_hospital=hospital_id, language=language).id
+        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        try:
+            turn = service.send(conversation_id, message)
+        except NotFound:  # expired or deleted: carry on in a fresh conversation
+            conversation_id = service.start(widget_hospital=hospital_id, language=language).id
+            turn = service.send(conversation_id, message)
+        shown = ""
+        for delta in turn.deltas:
+            shown += delta
+            history[-1]["content"] = shown
+            yield history, conversation_id, "", gr.update(), gr.update(), gr.update()
+        reply = turn.reply
+        history[-1]["content"] = reply.text
+        choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
+                   for r in reply.recommendations]
+        departments = gr.update(choices=choices, value=choices[0][1]) if choices else gr.update()
+        yield (history, conversation_id, "", banner_html(reply),
+               cards_html(reply.recommendations, service) if reply.recommendations else gr.update(), departments)
+
+    def preview(conversation_id: str | None, department_id: str | None) -> tuple:
+        """Show exactly what would be sent; a new preview gets a new idempotency key."""
+        if not conversation_id or not department_id:
+            return "Ask for recommendations first, then choose a department.", gr.update(), gr.update(), None
+        try:
+            conv = service.conversation(conversation_id).conversation
+            summary = service.referral_summary(conv, department_id)
+        except (Invalid, NotFound) as problem:
+            return str(problem), gr.update(), gr.update(), None
+        markdown = service.referral_markdown(summary)
+        md_path, json_path = referral_files(markdown, summary.model_dump_json(indent=2))
+        return markdown, gr.update(value=md_path, interactive=True), gr.update(value=json_path, interactive=True), \
+            uuid.uuid4().hex
+
+    def submit(conversation_id: str | None, department_id: str | None, consent: bool, contact: str,
+               idempotency_key: str | None) -> str:
+        if not consent:
+            return "Tick the consent box first: nothing is sent without it."
+        if len(contact.strip()) < 3:
+            return "Give an e-mail address or messaging id the hospital can reach you at."
+        if not conversation_id or not department_id or not idempotency_key:
+            return "Preview the summary first."
+        try:
+            referral, _ = service.refer(conversation_id, department_id, contact.strip(), idempotency_key)
+        except (Invalid, NotFound) as problem:
+            return str(problem)
+        hospital = kb.hospitals[referral.hospital_id].name
+        return (f"**Sent** to the international department of {html.escape(hospital)} (reference "
+                f"`{referral.id[:8]}`). They will reply to the contact you gave; this service does not book "
+                "appointments.")
+
+    with gr.Blocks(title="Shanghai care finder", delete_cache=(3600, 3600)) as page:
+        hospital_state, language_state, conversation_state = gr.State(None), gr.State(None), gr.State(None)
+        key_state = gr.State(None)
+        title = gr.Markdown("")
+        if not embedded:
+            gr.Markdown("## Find the right hospital department in Shanghai\nDescribe the diagnosis or symptoms and "
+                        "who the patient is. Every fact comes with its source. Replies are in English unless the "
+                        "service has a language model configured; you may write in Chinese.")
+        gr.Markdown("**In an emergency, call your local emergency number now (120 in mainland China, 112 or 911 "
+                    "elsewhere).**")
+        banner = gr.HTML("", elem_id="care-banner")
+        chat = gr.Chatbot(label="Assistant", height=460 if embedded else 520, sanitize_html=True,
+                          render_markdown=True, elem_id="care-chat")
+        cards = gr.HTML("", elem_id="care-cards")
+        box = gr.Textbox(label="Your message", elem_id="care-input",
+                         max_length=service.assistant.settings.max_message_chars,
+                         placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
+        with gr.Row():
+            quick_buttons = [gr.Button(text, size="sm") for text in QUICK_REPLIES]
+        with gr.Accordion("Send a referral to the hospital", open=False, elem_id="care-referral"):
+            department = gr.Dropdown(label="Department", choices=[], interactive=True, elem_id="care-department")
+            preview_button = gr.Button("Preview the summary", size="sm", elem_id="care-preview")
+            summary = gr.Markdown("", elem_id="care-summary")
+            with gr.Row():
+                download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm")
+                download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm")
+            consent = gr.Checkbox(label="I agree to send this summary and my contact to the hospital named above.",
+                                  value=False, elem_id="care-consent")
+            contact = gr.Textbox(label="Your e-mail or messaging id (e.g. WhatsApp +44...)", max_lines=1,
+                                 elem_id="care-contact")
+            send_button = gr.Button("Send to the hospital", variant="primary", interactive=False,
+                                    elem_id="care-send")
+            sent = gr.Markdown("", elem_id="care-sent")
+        gr.Markdown(privacy_note(retention_days))
+
+        inputs = [chat, conversation_state, hospital_state, language_state]
+        outputs = [chat, conversation_state, box, banner, cards, department]
+        box.submit(send, [box, *inputs], outputs)
+        for button, text in zip(quick_buttons, QUICK_REPLIES, strict=True):
+            button.click(send, [gr.State(text), *inputs], outputs)
+        preview_button.click(preview, [conversation_state, department], [summary, download_md, download_json,
+                                                                         key_state])
+        consent.change(lambda ticked: gr.update(interactive=bool(ticked)), consent, send_button)
+        send_button.click(submit, [conversation_state, department, consent, contact, key_state], sent)
+        page.load(on_load, None, [hospital_state, language_state, title, box])
+    return page

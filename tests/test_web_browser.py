@@ -1,0 +1,255 @@
+"""The web product end to end: `make run`'s command on a free port, driven by a real Chromium.
+
+Chromium is Debian's package (`make test` installs it when missing); Playwright only drives it, it
+never downloads a browser. Screenshots go to docs/ when UPDATE_SCREENSHOTS=1, else to a temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.settings import PROJECT_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MYELOMA = "My 62-year-old father's multiple myeloma relapsed twice after a transplant; we are looking for CAR-T."
+HOSTILE_CSS = """
+* { font-family: "Comic Sans MS" !important; line-height: 3 !important; }
+div, button, iframe { display: none !important; width: 1px !important; height: 1px !important; }
+care-widget { display: none !important; opacity: 0 !important; }
+body > * { position: static !important; transform: scale(0.1) !important; }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    database: Path
+    started_in_s: float
+
+
+class StaticSite:
+    """A hospital's own site on another origin: serves one host page from a temp dir."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *args: None  # type: ignore[method-assign]
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def host_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StaticSite, StaticSite, Path]]:
+    """Two hospital sites: the first is on Renji's embed allow-list, the second is not."""
+    folder = tmp_path_factory.mktemp("host-site")
+    allowed, stranger = StaticSite(folder), StaticSite(folder)
+    yield allowed, stranger, folder
+    allowed.close()
+    stranger.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(settings, engine, host_sites, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`make run` on a free port, with the index the session already built and a fresh database."""
+    allowed, _, _ = host_sites
+    port = free_port()
+    data_dir = settings.data_dir  # the session's index is reused, as `make run` reuses an unchanged one
+    database = tmp_path_factory.mktemp("live") / "care.db"
+    env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
+           "CARE_EMBED_ORIGINS": json.dumps({"renji": [allowed.origin]}), "GRADIO_TEMP_DIR": str(database.parent)}
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CARE_OPENAI_API_KEY", "CARE_OPENAI_BASE_URL"):
+        env.pop(name, None)
+    started = time.perf_counter()
+    process = subprocess.Popen(["make", "--no-print-directory", "run", "HOST=127.0.0.1", f"PORT={port}"],
+                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process)
+        yield LiveServer(url, database, time.perf_counter() - started)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, limit_s: float = 240) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"`make run` exited: {process.stdout.read().decode()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"`make run` not ready after {limit_s} s")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    return PROJECT_ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
+def test_make_run_serves_healthz_ready_on_a_free_port(live_server: LiveServer) -> None:
+    body = httpx.get(f"{live_server.url}/healthz").json()
+    assert body["status"] == "ready" and body["departments"] > 100
+
+
+def test_the_patient_page_answers_the_myeloma_story_with_a_ruijin_card_and_source_links(
+        live_server: LiveServer, browser, kb, shots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url)
+    page.fill("#care-input textarea", MYELOMA)
+    page.press("#care-input textarea", "Enter")
+    card = page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    assert "Hematology" in card.inner_text()
+    first_card = page.locator(".care-card").first
+    assert first_card.get_attribute("data-hospital") == "ruijin"
+    links = first_card.locator(".care-sources a")
+    hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
+    known_urls = {source.url for source in kb.sources.values() if source.url}
+    assert hrefs and hrefs <= known_urls
+    assert links.first.get_attribute("target") == "_blank"
+    page.screenshot(path=str(shots / "patient-page.png"), full_page=True)
+    page.close()
+
+
+def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, browser, shots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url)
+    page.fill("#care-input textarea", MYELOMA)
+    page.press("#care-input textarea", "Enter")
+    page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    page.get_by_text("Send a referral to the hospital").click()
+    page.click("#care-preview")
+    page.wait_for_selector("#care-summary :text('Referral summary')", timeout=30_000)
+    send = page.locator("#care-send")
+    assert send.is_disabled()
+    page.fill("#care-contact textarea, #care-contact input", "family@example.org")
+    assert send.is_disabled()
+    page.check("#care-consent input[type=checkbox]")
+    page.wait_for_function("!document.querySelector('#care-send').disabled", timeout=10_000)
+    with sqlite3.connect(live_server.database) as db:
+        before = db.execute("select count(*) from referrals").fetchone()[0]
+    send.click()
+    page.wait_for_selector("#care-sent :text('Sent')", timeout=30_000)
+    page.screenshot(path=str(shots / "referral.png"), full_page=True)
+    with sqlite3.connect(live_server.database) as db:
+        rows = db.execute("select hospital_id, contact from referrals").fetchall()
+    assert len(rows) == before + 1 and rows[-1] == ("ruijin", "family@example.org")
+    page.close()
+
+
+def host_page(folder: Path, server_url: str, name: str = "host.html") -> str:
+    """The example host page as a hospital would publish it: the script tag with the assistant's address."""
+    html = (PROJECT_ROOT / "examples" / "widget-host.html").read_text(encoding="utf-8")
+    (folder / name).write_text(html.replace('src="/widget.js"', f'src="{server_url}/widget.js"'), encoding="utf-8")
+    return name
+
+
+def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
+        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
+    allowed, _, folder = host_sites
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url)}")
+    page.add_style_tag(content=HOSTILE_CSS)
+    launcher = page.locator("care-widget .launcher")
+    launcher.wait_for(state="visible", timeout=30_000)
+    box = launcher.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 30
+    launcher.click()
+    chat = page.frame_locator("care-widget iframe")
+    chat.locator("#care-input textarea").fill("My son needs a liver transplant, he is 4")
+    chat.locator("#care-input textarea").press("Enter")
+    chat.locator(".care-card").first.wait_for(timeout=60_000)
+    hospitals = {chat.locator(".care-card").nth(i).get_attribute("data-hospital")
+                 for i in range(chat.locator(".care-card").count())}
+    assert hospitals == {"renji"}
+    frame_box = page.locator("care-widget iframe").bounding_box()
+    assert frame_box is not None and frame_box["width"] > 300 and frame_box["height"] > 400
+    page.screenshot(path=str(shots / "widget.png"))
+    page.close()
+
+
+def test_the_widget_does_not_open_on_a_site_missing_from_the_allow_list(
+        live_server: LiveServer, host_sites, browser) -> None:
+    _, stranger, folder = host_sites
+    page = browser.new_page()
+    page.goto(f"{stranger.origin}/{host_page(folder, live_server.url, 'stranger.html')}")
+    page.locator("care-widget .launcher").click()
+    page.wait_for_timeout(3000)
+    frame = page.frame_locator("care-widget iframe")
+    assert frame.locator("#care-input").count() == 0
+
+
+def ask(page, text: str) -> None:
+    page.fill("#care-input textarea", text)
+    page.press("#care-input textarea", "Enter")
+
+
+def test_two_browsers_never_see_each_others_conversation(live_server: LiveServer, browser) -> None:
+    first, second = browser.new_context(), browser.new_context()
+    mine, theirs = first.new_page(), second.new_page()
+    mine.goto(live_server.url)
+    theirs.goto(live_server.url)
+    ask(mine, MYELOMA)
+    mine.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    ask(theirs, "Tell me more about the first one")
+    theirs.wait_for_selector("#care-chat :text('Tell me more about the first one')", timeout=30_000)
+    theirs.wait_for_timeout(1500)
+    assert theirs.locator(".care-card").count() == 0
+    assert "Ruijin" not in theirs.locator("#care-chat").inner_text()
+    first.close()
+    second.close()
+
+
+def test_an_emergency_shows_the_banner_and_no_cards(live_server: LiveServer, browser) -> None:
+    page = browser.new_page()
+    page.goto(live_server.url)
+    ask(page, "My husband has crushing chest pain and is sweating, right now")
+    banner = page.wait_for_selector("#care-banner .care-emergency", timeout=30_000)
+    assert "emergency" in banner.inner_text().lower()
+    assert page.locator(".care-card").count() == 0
+    page.close()
