@@ -42,9 +42,9 @@ PREGNANCY_CONTEXT = re.compile(
 UNBORN_BABY = re.compile(r"\b(a|our|my|the) baby\b")
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
-ADULT_RELATIVES = re.compile(
-    r"\b(my|our)(?: [\w-]+){0,3}? "  # "my 62-year-old father"
-    r"(dad|father|mum|mom|mother|husband|wife|partner|grandma|grandmother|grandpa|grandfather|brother|sister|uncle|aunt|friend|colleague|boss)\b"
+ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (apostrophes are stripped)
+    r"\b(my|our)(?: [\w-]+){0,3}? (dad|father|mum|mom|mother|husband|wife|partner|grandma|grandmother|grandpa|"
+    r"grandfather|brother|sister|uncle|aunt|friend|colleague|boss)s?\b"
 )
 AGE_PATTERNS = (
     (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?old\b"), "young"),

@@ -39,6 +39,8 @@ def test_ages_are_read_in_common_forms(text, age):
 @pytest.mark.parametrize(("text", "who"), [
     ("my daughter has leukemia", "child"), ("my dad had a stroke", "adult_relative"),
     ("I have lupus", "self"), ("我儿子先天性心脏病", "child"),
+    ("My 62-year-old father's multiple myeloma relapsed", "adult_relative"),
+    ("our elderly mothers hip", "adult_relative"),
 ])
 def test_who_the_patient_is_comes_from_the_words_used(text, who):
     assert detect_who(normalize(text), text) == who
