@@ -193,6 +193,9 @@ class Composer:
 
 
 def escape_markdown(text: str) -> str:
-    """User text shown back as plain text: HTML escaped and markdown control characters neutralised."""
-    escaped = html.escape(text, quote=True)
+    """User text shown back as plain text: HTML escaped and markdown control characters neutralised.
+
+    Quotes stay as typed: the text never lands in an attribute, and "&#x27;" would have its "#"
+    escaped below and show literally."""
+    escaped = html.escape(text, quote=False)
     return re.sub(r"([\\`*_{}\[\]()#+!|>~])", r"\\\1", escaped).replace("\n", " ")

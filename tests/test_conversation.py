@@ -135,6 +135,7 @@ def test_the_referral_summary_holds_only_what_the_user_wrote(assistant):
     assert summary.department_id == reply.recommendations[0].department_id
     assert "multiple myeloma" in summary.conditions_mentioned
     assert "review" in reply.text.lower() and "consent" in reply.text.lower()
+    assert "> I'm 62 and my multiple myeloma relapsed twice" in reply.text  # shown as typed, no entities
 
 
 def test_user_text_is_never_echoed_as_html(assistant):
