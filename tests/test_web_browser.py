@@ -194,12 +194,8 @@ def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
     allowed, _, folder = host_sites
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{allowed.origin}/{host_page(folder, live_server.url)}")
-    page.add_style_tag(content=HOSTILE_CSS)
     launcher = page.locator("care-widget .launcher")
-    launcher.wait_for(state="visible", timeout=30_000)
-    box = launcher.bounding_box()
-    assert box is not None and box["width"] > 100 and box["height"] > 30
-    launcher.click()
+    launcher.click(timeout=30_000)
     chat = page.frame_locator("care-widget iframe")
     chat.locator("#care-input textarea").fill("My son needs a liver transplant, he is 4")
     chat.locator("#care-input textarea").press("Enter")
@@ -207,9 +203,17 @@ def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
     hospitals = {chat.locator(".care-card").nth(i).get_attribute("data-hospital")
                  for i in range(chat.locator(".care-card").count())}
     assert hospitals == {"renji"}
-    frame_box = page.locator("care-widget iframe").bounding_box()
-    assert frame_box is not None and frame_box["width"] > 300 and frame_box["height"] > 400
     page.screenshot(path=str(shots / "widget.png"))
+
+    page.add_style_tag(content=HOSTILE_CSS)  # the host page restyles everything it can reach
+    page.wait_for_timeout(300)
+    box, frame_box = launcher.bounding_box(), page.locator("care-widget iframe").bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 30
+    assert frame_box is not None and frame_box["width"] > 300 and frame_box["height"] > 400
+    assert launcher.evaluate("e => getComputedStyle(e).fontFamily").startswith("system-ui")
+    launcher.click()  # closes, then opens again with the conversation kept
+    launcher.click()
+    assert chat.locator(".care-card").first.is_visible()
     page.close()
 
 
