@@ -77,17 +77,26 @@ def load_service(settings: Settings) -> CareService:
     return CareService(Assistant.from_settings(settings), Store.open(settings.database))
 
 
+def factory() -> FastAPI:
+    """The app from the environment: `uvicorn app:factory --factory --workers 2` loads one per worker."""
+    settings = Settings()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
+    return create_app(load_service(settings))
+
+
 def main() -> None:
+    """`make run`: HOST, PORT and WORKERS (default 1) from the environment."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
-    app = create_app(load_service(settings))
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
-    log.info("serving on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port)
+    workers = int(os.environ.get("WORKERS", "1"))
+    log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
+    if workers > 1:
+        uvicorn.run("app:factory", factory=True, host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(factory(), host=host, port=port)
 
 
 if __name__ == "__main__":

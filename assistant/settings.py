@@ -40,6 +40,17 @@ class MatchWeights(BaseModel):
     dense_k: int = 100  # nearest chunks fetched; the query costs ~4 ms at 100 and ~7 ms at 200
 
 
+class RateLimits(BaseModel):
+    """Requests allowed per client address and per conversation; a request over a limit gets 429."""
+
+    enabled: bool = True
+    conversations_per_minute: int = 10  # per address
+    messages_per_minute: int = 30  # per address
+    messages_per_minute_per_conversation: int = 12
+    referrals_per_hour: int = 10  # per address
+    referrals_per_hour_per_conversation: int = 5
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARE_", env_nested_delimiter="__", extra="ignore")
 
@@ -86,6 +97,10 @@ class Settings(BaseSettings):
         description='Sites allowed to embed each hospital\'s widget, JSON: {"renji": ["https://www.renji.com"]}; '
                     'the key "*" applies to every hospital. The app\'s own origin is always allowed.',
     )
+    rate_limits: RateLimits = Field(default_factory=RateLimits,
+                                    description="Per address and per conversation (CARE_RATE_LIMITS__ENABLED=false).")
+    max_body_bytes: int = Field(65536, description="Request bodies larger than this get 413 before they are parsed.")
+    db_busy_timeout_ms: int = Field(5000, description="How long a write waits for a locked SQLite database before 503.")
     retention_days: int = Field(30, description="Conversations untouched this long are purged.")
     max_message_chars: int = Field(4000, description="Longest message accepted; longer ones get 422 naming the limit.")
 

@@ -1,0 +1,131 @@
+"""A turn over HTTP against the real server: cold start to /healthz, JSON reply and first SSE event.
+
+It starts `app.py` (what `make run` starts) on a free loopback port with a fresh database, then holds
+realistic 3-turn conversations one at a time, so the numbers are per-request cost, not queueing.
+The ratio column divides by the engine's own turn (`Assistant.reply` in this process), measured in
+the same run. Run: `python -m benchmarks.http_latency`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.results import write_results
+
+ROOT = Path(__file__).parent.parent
+CONVERSATIONS = 30
+STORIES = [  # {n} makes every first message new, so no embedding comes from the cache
+    ("My {n}-year-old father's multiple myeloma relapsed twice; we are looking for CAR-T.",
+     "Tell me more about the first one", "What do I need to bring?"),
+    ("My son is {n} months old and needs a liver transplant", "How do I pay?", "Do I need a visa?"),
+    ("I am {n} and have a glioma; I want a second opinion on surgery", "Tell me more about the second one",
+     "What do I need to bring?"),
+]
+
+
+def story(n: int) -> tuple[str, ...]:
+    first, *rest = STORIES[n % len(STORIES)]
+    return (first.format(n=20 + n), *rest)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "HOST": "127.0.0.1", "PORT": str(port),
+           "CARE_RATE_LIMITS__ENABLED": "false"}  # one client address on loopback, many conversations
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process, time.perf_counter() - started
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if process.poll() is not None:
+            raise SystemExit("the server exited before /healthz answered")
+
+
+def timed_turns(base: str) -> tuple[list[float], list[float], list[float]]:
+    json_ms, first_event_ms, sse_total_ms = [], [], []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for n in range(CONVERSATIONS):
+            conversation = client.post("/api/v1/conversations").json()["conversation_id"]
+            for turn, text in enumerate(story(n)):
+                url = f"/api/v1/conversations/{conversation}/messages"
+                started = time.perf_counter()
+                if turn % 2 == 0:
+                    client.post(url, json={"text": text}).raise_for_status()
+                    json_ms.append((time.perf_counter() - started) * 1000)
+                    continue
+                with client.stream("POST", url, json={"text": text}, headers={"Accept": "text/event-stream"}) as r:
+                    first = None
+                    for line in r.iter_lines():
+                        if first is None and line.startswith("data:"):
+                            first = (time.perf_counter() - started) * 1000
+                    first_event_ms.append(first or 0.0)
+                sse_total_ms.append((time.perf_counter() - started) * 1000)
+    return json_ms, first_event_ms, sse_total_ms
+
+
+def engine_turn_ms() -> list[float]:
+    from assistant.core import Assistant
+
+    assistant = Assistant.from_settings()
+    timings = []
+    for n in range(CONVERSATIONS):
+        conv = assistant.start()
+        for text in story(n + CONVERSATIONS):
+            started = time.perf_counter()
+            assistant.reply(conv, text)
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def main() -> None:
+    data_dir = Path(os.environ.get("CARE_DATA_DIR", ROOT / "data"))
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["CARE_DATABASE_URL"] = f"sqlite:///{scratch}/bench.db"
+        port = free_port()
+        process, cold_s = start_server(data_dir, port)
+        try:
+            json_ms, first_event_ms, sse_total_ms = timed_turns(f"http://127.0.0.1:{port}")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    engine_ms = engine_turn_ms()
+    floor = statistics.median(engine_ms)
+    rows = {"JSON reply": json_ms, "SSE first event": first_event_ms, "SSE whole reply": sse_total_ms,
+            "engine turn (in process)": engine_ms}
+    data = {"cold_start_to_healthz_s": cold_s, "conversations": CONVERSATIONS,
+            "rows": {name: {"p50_ms": percentile(v, 0.5), "p95_ms": percentile(v, 0.95), "n": len(v)}
+                     for name, v in rows.items()}}
+    lines = [f"Cold start to /healthz (index reused): {cold_s:.1f} s", "",
+             "| measure | n | p50 ms | p95 ms | p50 / engine turn |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} | {len(v)} | {percentile(v, 0.5):.1f} | {percentile(v, 0.95):.1f} | "
+              f"{percentile(v, 0.5) / floor:.2f}x |" for name, v in rows.items()]
+    write_results("http_latency", "A turn over HTTP", data, lines)
+    print(json.dumps(data["rows"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
