@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from assistant.settings import Settings, set_offline_environment
 
@@ -24,24 +28,49 @@ from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
 from fastapi.responses import FileResponse, RedirectResponse  # noqa: E402
 
 from assistant.core import Assistant  # noqa: E402
+from assistant.knowledge import KnowledgeError, load_knowledge  # noqa: E402
 from assistant.service import CareService  # noqa: E402
 from assistant.settings import PROJECT_ROOT  # noqa: E402
-from assistant.store import Store  # noqa: E402
+from assistant.store import Store, StoreUnavailable  # noqa: E402
 from assistant.web.api import api_router, install_error_handlers  # noqa: E402
+from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
 from assistant.web.page import CSS, build_page  # noqa: E402
-from assistant.web.security import SecurityHeaders, all_origins  # noqa: E402
+from assistant.web.security import RequestLog, SecurityHeaders, all_origins  # noqa: E402
 
 log = logging.getLogger("app")
 WIDGET_JS = PROJECT_ROOT / "assistant" / "web" / "static" / "widget.js"
 EXAMPLE_HOST = PROJECT_ROOT / "examples" / "widget-host.html"
 
 
+def purge_every_hour(service: CareService, stop: threading.Event) -> None:
+    """Retention: conversations untouched for CARE_RETENTION_DAYS are deleted, at start and then hourly."""
+    retention = timedelta(days=service.assistant.settings.retention_days)
+    while True:
+        try:
+            removed = service.store.purge_conversations(retention)
+            if removed:
+                log.info("purged %d conversation(s) past retention", removed)
+        except StoreUnavailable:
+            log.warning("purge skipped: database busy")
+        if stop.wait(3600):
+            return
+
+
 def create_app(service: CareService) -> FastAPI:
     settings = service.assistant.settings
-    app = FastAPI(title="Shanghai care finder", version="1",
+    limiter = RateLimiter(settings.rate_limits)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threading.Thread(target=purge_every_hour, args=(service, stop), daemon=True, name="purge").start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="Shanghai care finder", version="1", lifespan=lifespan,
                   description="Hospital-department matching for care in Shanghai, with sources for every fact.")
     install_error_handlers(app)
-    app.include_router(api_router(service))
+    app.include_router(api_router(service, limiter))
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict:
@@ -66,15 +95,18 @@ def create_app(service: CareService) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=all_origins(settings.embed_origins),
                        allow_methods=["GET", "POST", "PATCH", "DELETE"],
                        allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "Accept"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, embed_origins=settings.embed_origins)
-    app = gr.mount_gradio_app(app, build_page(service, embedded=True), path="/embed", css=CSS, ssr_mode=False,
-                              footer_links=[])
-    return gr.mount_gradio_app(app, build_page(service), path="/", css=CSS, ssr_mode=False, footer_links=[])
+    app.add_middleware(RequestLog)
+    app = gr.mount_gradio_app(app, build_page(service, limiter, embedded=True), path="/embed", css=CSS,
+                              ssr_mode=False, footer_links=[])
+    return gr.mount_gradio_app(app, build_page(service, limiter), path="/", css=CSS, ssr_mode=False, footer_links=[])
 
 
 def load_service(settings: Settings) -> CareService:
     """The explicit warm-up: knowledge, index, model and database, before the first request."""
-    return CareService(Assistant.from_settings(settings), Store.open(settings.database))
+    return CareService(Assistant.from_settings(settings),
+                       Store.open(settings.database, busy_timeout_ms=settings.db_busy_timeout_ms))
 
 
 def factory() -> FastAPI:
@@ -92,11 +124,17 @@ def main() -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
     workers = int(os.environ.get("WORKERS", "1"))
+    settings = Settings()
+    try:  # a broken knowledge file refuses the start, naming the file and field: never a half-loaded assistant
+        load_knowledge(settings.knowledge_dir, settings.shared_dir)
+    except KnowledgeError as error:
+        log.error("start refused, the knowledge is invalid:\n%s", error)
+        raise SystemExit(2) from None
     log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
     if workers > 1:
-        uvicorn.run("app:factory", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run("app:factory", factory=True, host=host, port=port, workers=workers, access_log=False)
     else:
-        uvicorn.run(factory(), host=host, port=port)
+        uvicorn.run(factory(), host=host, port=port, access_log=False)  # RequestLog logs without addresses
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -133,13 +133,16 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001  (DBAPI connection)
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cursor.execute("PRAGMA synchronous=FULL")  # a committed referral survives a crash
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
+    def on_connect(connection, _record) -> None:  # noqa: ANN001  (DBAPI connection)
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=FULL")  # a committed referral survives a crash
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # then 503, never a lost write
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def request_fingerprint(request: dict) -> str:
@@ -156,12 +159,13 @@ class Store:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, busy_timeout_ms: int = 5000) -> Store:
         """Connect and bring the schema to the newest migration."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                      "timeout": busy_timeout_ms / 1000})
+            event.listen(engine, "connect", sqlite_pragmas(busy_timeout_ms))
         else:
             engine = create_engine(url, pool_pre_ping=True)
         store = cls(engine)

@@ -4,6 +4,7 @@ Errors are JSON a person can act on: `{"error": code, "message": ..., "field": .
 """
 
 import json
+import unicodedata
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
@@ -12,12 +13,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from assistant.knowledge import Department, Source
 from assistant.reply import ReferralSummary, Reply
 from assistant.service import CareService, Invalid, NotFound, Turn
 from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
+from assistant.web.limits import RateLimited, RateLimiter
 
 RETRY_AFTER_SECONDS = 2
 
@@ -38,8 +40,18 @@ class Started(BaseModel):
     language: str | None
 
 
+def without_control_characters(value: str) -> str:
+    """Text a person typed has no control characters but newlines and tabs; others point at a broken client."""
+    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"), None)
+    if bad is not None:
+        raise ValueError(f"contains the control character U+{ord(bad):04X}; remove it and send the text again")
+    return value
+
+
 class MessageRequest(Body):
     text: str = Field(description="What the user wrote; the limit is the CARE_MAX_MESSAGE_CHARS setting.")
+
+    _plain_text = field_validator("text")(without_control_characters)
 
 
 class TurnView(BaseModel):
@@ -61,6 +73,8 @@ class ReferralRequest(Body):
     consent: bool = Field(description="Must be true: the user agreed to send the summary and contact.")
     contact: str = Field(min_length=3, max_length=200, description="E-mail or messaging id the user chose to share.")
     department_id: str = Field(min_length=1, max_length=128, description="A department_id from a recommendation.")
+
+    _plain_text = field_validator("contact", "department_id")(without_control_characters)
 
 
 class ReferralCreated(BaseModel):
@@ -170,6 +184,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(422, "idempotency_key_reused", "This Idempotency-Key was used for a different referral; "
                                                     "use a new key for a new request.", "Idempotency-Key")
 
+    @app.exception_handler(RateLimited)
+    def rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
+        return error(429, "rate_limited", f"Too many {exc.what} from you; try again in {exc.retry_after} s.",
+                     **{"Retry-After": exc.retry_after})
+
     @app.exception_handler(StoreUnavailable)
     def unavailable(_request: Request, _exc: StoreUnavailable) -> JSONResponse:
         return error(503, "unavailable", "The database is busy; nothing was saved. Try again in a moment.",
@@ -177,7 +196,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------
-def api_router(service: CareService) -> APIRouter:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     kb = service.assistant.kb
     max_chars = service.assistant.settings.max_message_chars
@@ -190,8 +213,9 @@ def api_router(service: CareService) -> APIRouter:
         return hospital
 
     @router.post("/conversations", status_code=201, response_model=Started, tags=["conversations"])
-    def start(body: StartRequest | None = None) -> Started:
+    def start(request: Request, body: StartRequest | None = None) -> Started:
         body = body or StartRequest()
+        limiter.conversation_started(client_address(request))
         conv = service.start(body.widget_hospital, body.language)
         return Started(conversation_id=conv.id, widget_hospital=conv.widget_hospital, language=conv.language)
 
@@ -201,6 +225,7 @@ def api_router(service: CareService) -> APIRouter:
         if len(body.text) > max_chars:
             return error(422, "message_too_long", f"The message has {len(body.text):,} characters; the limit is "
                                                   f"{max_chars:,}. Please shorten it.", "text")
+        limiter.message(client_address(request), conversation_id)
         turn = service.send(conversation_id, body.text)
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(server_sent_events(turn), media_type="text/event-stream",
@@ -224,7 +249,7 @@ def api_router(service: CareService) -> APIRouter:
 
     @router.post("/conversations/{conversation_id}/referral", status_code=201, response_model=ReferralCreated,
                  tags=["referrals"], responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-    def referral(conversation_id: str, body: ReferralRequest,
+    def referral(conversation_id: str, body: ReferralRequest, request: Request,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> ReferralCreated:
         if not body.consent:
             raise Invalid("consent", "consent must be true: nothing is sent to a hospital without the user's "
@@ -232,6 +257,7 @@ def api_router(service: CareService) -> APIRouter:
         if not idempotency_key:
             raise Invalid("Idempotency-Key", "send an Idempotency-Key header (a random UUID), and the same one "
                                              "when you retry")
+        limiter.referral(client_address(request), conversation_id)
         referral, _ = service.refer(conversation_id, body.department_id, body.contact.strip(), idempotency_key)
         return created(referral)
 

@@ -17,6 +17,8 @@ import gradio as gr
 
 from assistant.reply import Recommendation, Reply
 from assistant.service import CareService, Invalid, NotFound
+from assistant.store import StoreUnavailable
+from assistant.web.limits import RateLimited, RateLimiter
 
 EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
                     "Call your local emergency number now (120 in mainland China, 112 in Europe, 911 in North "
@@ -91,7 +93,7 @@ def referral_files(markdown: str, summary_json: str) -> tuple[str, str]:
     return str(folder / "referral-summary.md"), str(folder / "referral-summary.json")
 
 
-def build_page(service: CareService, embedded: bool = False) -> gr.Blocks:
+def build_page(service: CareService, limiter: RateLimiter, embedded: bool = False) -> gr.Blocks:
     """The chat; `embedded` reads the widget's hospital from the URL (`/embed?hospital=renji`) once, at load."""
     kb = service.assistant.kb
     retention_days = service.assistant.settings.retention_days
@@ -107,20 +109,34 @@ def build_page(service: CareService, embedded: bool = False) -> gr.Blocks:
         return hospital_id, language if language in ("en", "zh") else None, title, gr.update(interactive=True)
 
     def send(message: str, history: list[dict], conversation_id: str | None, hospital_id: str | None,
-             language: str | None) -> Iterator[tuple]:
-        if conversation_id is None:
-            conversation_id = service.start(widget_hospital=hospital_id, language=language).id
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+             language: str | None, request: gr.Request) -> Iterator[tuple]:
+        address = request.client.host if request and request.client else "unknown"
+        history = [*history, {"role": "user", "content": message}] if message.strip() else list(history)
+        unchanged = (gr.update(), gr.update(), gr.update())
         try:
-            turn = service.send(conversation_id, message)
-        except NotFound:  # expired or deleted: carry on in a fresh conversation
-            conversation_id = service.start(widget_hospital=hospital_id, language=language).id
-            turn = service.send(conversation_id, message)
+            if conversation_id is None:
+                limiter.conversation_started(address)
+                conversation_id = service.start(widget_hospital=hospital_id, language=language).id
+            limiter.message(address, conversation_id)
+            try:
+                turn = service.send(conversation_id, message)
+            except NotFound:  # expired or deleted: carry on in a fresh conversation
+                conversation_id = service.start(widget_hospital=hospital_id, language=language).id
+                turn = service.send(conversation_id, message)
+        except RateLimited as limited:
+            notice = f"You are sending messages quickly; please wait {limited.retry_after} s and send it again."
+            yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
+            return
+        except StoreUnavailable:
+            notice = "The service is busy and did not save your message; please send it again in a moment."
+            yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
+            return
+        history.append({"role": "assistant", "content": ""})
         shown = ""
         for delta in turn.deltas:
             shown += delta
             history[-1]["content"] = shown
-            yield history, conversation_id, "", gr.update(), gr.update(), gr.update()
+            yield history, conversation_id, "", *unchanged
         reply = turn.reply
         history[-1]["content"] = reply.text
         choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
@@ -144,7 +160,7 @@ def build_page(service: CareService, embedded: bool = False) -> gr.Blocks:
             uuid.uuid4().hex
 
     def submit(conversation_id: str | None, department_id: str | None, consent: bool, contact: str,
-               idempotency_key: str | None) -> str:
+               idempotency_key: str | None, request: gr.Request) -> str:
         if not consent:
             return "Tick the consent box first: nothing is sent without it."
         if len(contact.strip()) < 3:
@@ -152,9 +168,14 @@ def build_page(service: CareService, embedded: bool = False) -> gr.Blocks:
         if not conversation_id or not department_id or not idempotency_key:
             return "Preview the summary first."
         try:
+            limiter.referral(request.client.host if request and request.client else "unknown", conversation_id)
             referral, _ = service.refer(conversation_id, department_id, contact.strip(), idempotency_key)
         except (Invalid, NotFound) as problem:
             return str(problem)
+        except RateLimited as limited:
+            return f"Too many referrals from you just now; please try again in {limited.retry_after} s."
+        except StoreUnavailable:
+            return "The service is busy and did not send the referral; press send again in a moment."
         hospital = kb.hospitals[referral.hospital_id].name
         return (f"**Sent** to the international department of {html.escape(hospital)} (reference "
                 f"`{referral.id[:8]}`). They will reply to the contact you gave; this service does not book "

@@ -7,6 +7,10 @@ may be framed only by this app itself.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,3 +65,41 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+access_log = logging.getLogger("care.access")
+
+
+class RequestLog:
+    """One log line per request with a request id, never a body, a query string or a client address.
+
+    Message text and contacts travel only in bodies, so they cannot reach the logs from here; the id
+    (`X-Request-ID`, taken from the caller when it is a plain token) ties a user's report to the line.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = offered if REQUEST_ID.match(offered) else uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            access_log.info("request %s %s %s %d %.1f ms", request_id, scope["method"], scope["path"], status,
+                            (time.perf_counter() - started) * 1000)
