@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +163,17 @@ class DepartmentIndex:
         from langchain_chroma import Chroma
 
         started = time.perf_counter()
-        client = self._client()
-        existing = {collection.name for collection in client.list_collections()}
+        try:
+            client = self._client()
+            existing = {collection.name for collection in client.list_collections()}
+        except Exception as error:  # noqa: BLE001  (chromadb raises many kinds for a damaged file)
+            if self.settings.chroma_host:
+                raise
+            log.warning("index at %s is unreadable (%s: %s): rebuilding it from knowledge",
+                        self.settings.chroma_dir, type(error).__name__, error)
+            self._discard_local_index()
+            client = self._client()
+            existing = set()
         reused = False
         if self.collection_name in existing:
             count = client.get_collection(self.collection_name).count()
@@ -186,6 +196,13 @@ class DepartmentIndex:
         log.info("index %s: %d chunks, %s in %.2fs", self.collection_name, len(self.chunks),
                  "reused" if reused else "built", self.stats.seconds)
         return self.stats
+
+    def _discard_local_index(self) -> None:
+        """The embedded index is derived data: a damaged one is deleted and built again."""
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        shutil.rmtree(self.settings.chroma_dir, ignore_errors=True)
 
     def _add_all(self) -> None:
         vectors = self.embeddings.encode([chunk.text for chunk in self.chunks])
