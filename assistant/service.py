@@ -7,6 +7,7 @@ this object between requests, so any copy of the app can serve any request.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from assistant.core import Assistant, Conversation, TextDelta
@@ -14,6 +15,7 @@ from assistant.reply import ReferralSummary, Reply
 from assistant.store import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
 
 SAVE_ATTEMPTS = 3
+log = logging.getLogger(__name__)  # ids and counts only: never message text or contacts
 
 
 class NotFound(Exception):
@@ -49,6 +51,7 @@ class CareService:
                                              "lists the ids")
         conv = self.assistant.start(widget_hospital=widget_hospital, language=language)
         self.store.add_conversation(conv)
+        log.info("conversation %s started (widget %s)", conv.id, widget_hospital or "-")
         return conv
 
     def conversation(self, conversation_id: str) -> StoredConversation:
@@ -74,6 +77,8 @@ class CareService:
                 return Turn(deltas, reply)  # the friendly prompt for an empty message changes nothing
             try:
                 self.store.save_conversation(conv, stored.version)
+                log.info("conversation %s turn %d: triage %s, %d recommendation(s)", conv.id, len(conv.turns),
+                         reply.triage, len(reply.recommendations))
                 return Turn(deltas, reply)
             except ConversationChanged:
                 if attempt == SAVE_ATTEMPTS - 1:
@@ -114,8 +119,10 @@ class CareService:
             return existing, False
         conv = self.conversation(conversation_id).conversation
         summary = self.referral_summary(conv, department_id)
-        return self.store.add_referral(idempotency_key, request, conversation_id, summary.hospital_id,
-                                       department_id, contact, summary.model_dump())
+        referral, created = self.store.add_referral(idempotency_key, request, conversation_id, summary.hospital_id,
+                                                    department_id, contact, summary.model_dump())
+        log.info("referral %s to %s %s", referral.id, referral.hospital_id, "created" if created else "repeated")
+        return referral, created
 
     # --- the hospital's inbox -------------------------------------------------------------------------
     def hospital_for_key(self, key: str) -> str | None:

@@ -94,3 +94,23 @@ def knowledge_copy(tmp_path: Path) -> Path:
     target = tmp_path / "knowledge"
     shutil.copytree(PROJECT_ROOT / "knowledge", target)
     return target
+
+
+@pytest.fixture(scope="session")
+def make_service(engine, tmp_path_factory: pytest.TempPathFactory):
+    """A CareService over the session engine and a fresh SQLite file; settings overrides by keyword.
+
+    Rate limits are off unless a test sets them: many tests start conversations from one address.
+    """
+    from assistant.core import Assistant
+    from assistant.service import CareService
+    from assistant.settings import RateLimits
+    from assistant.store import Store
+
+    def build(**overrides: object) -> CareService:
+        database = tmp_path_factory.mktemp("db") / "care.db"
+        settings = engine.settings.model_copy(update={"rate_limits": RateLimits(enabled=False), **overrides})
+        store = Store.open(f"sqlite:///{database}", busy_timeout_ms=settings.db_busy_timeout_ms)
+        return CareService(Assistant.from_settings(settings, engine=engine), store)
+
+    return build

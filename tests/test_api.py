@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import create_app
-from assistant.core import Assistant
 from assistant.service import CareService
 from assistant.store import Store
 
@@ -21,15 +20,13 @@ EMBEDDER = "https://www.renji-example.org"
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("api") / "care.db"
+def service(make_service) -> CareService:
+    return make_service(embed_origins={"renji": [EMBEDDER]})
 
 
 @pytest.fixture(scope="module")
-def service(engine, database: Path) -> CareService:
-    settings = engine.settings.model_copy(update={"embed_origins": {"renji": [EMBEDDER]}})
-    assistant = Assistant.from_settings(settings, engine=engine)
-    return CareService(assistant, Store.open(f"sqlite:///{database}"))
+def database(service: CareService) -> Path:
+    return Path(service.store.engine.url.database)
 
 
 @pytest.fixture(scope="module")
