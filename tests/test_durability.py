@@ -1,0 +1,118 @@
+"""An accepted referral is never lost: the server is killed with SIGKILL while referrals stream in.
+
+A real server process (what `make run` starts) takes referrals from four client threads, each with an
+Idempotency-Key. Mid-stream it gets SIGKILL, then it is started again on the same database and every
+referral that was not acknowledged is sent again with its key. Every acknowledged referral must be
+there exactly once, with the id the 201 gave, and the retries must not duplicate anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.settings import PROJECT_ROOT
+
+STORY = "My 62-year-old father's multiple myeloma relapsed twice; we are looking for CAR-T."
+KEYS = [f"durability-{n:04d}" for n in range(400)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(data_dir: Path, database: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
+           "CARE_RATE_LIMITS__ENABLED": "false", "HOST": "127.0.0.1", "PORT": str(port),
+           "GRADIO_TEMP_DIR": str(database.parent)}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited during start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("server not ready")
+
+
+def send(base: str, conversation_id: str, key: str) -> str | None:
+    """The referral id when the server acknowledged with 201, else None (refused, reset, timed out)."""
+    try:
+        response = httpx.post(f"{base}/api/v1/conversations/{conversation_id}/referral", timeout=10,
+                              headers={"Idempotency-Key": key},
+                              json={"consent": True, "contact": f"{key}@example.org",
+                                    "department_id": "ruijin/hematology"})
+    except httpx.HTTPError:
+        return None
+    return response.json()["referral_id"] if response.status_code == 201 else None
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "care.db"
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_duplicate(
+        settings, engine, database: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(settings.data_dir, database, port)
+    try:
+        conversation_id = httpx.post(f"{base}/api/v1/conversations").json()["conversation_id"]
+        httpx.post(f"{base}/api/v1/conversations/{conversation_id}/messages", json={"text": STORY}, timeout=30)
+        acknowledged: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def one(key: str) -> None:
+            referral_id = send(base, conversation_id, key)
+            if referral_id is not None:
+                with lock:
+                    acknowledged[key] = referral_id
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(one, key) for key in KEYS]
+            while len(acknowledged) < 40:  # well into the stream
+                time.sleep(0.01)
+            server.send_signal(signal.SIGKILL)
+            for future in futures:
+                future.result()
+        server.wait(timeout=10)
+        sent_before_kill = dict(acknowledged)
+        assert 40 <= len(sent_before_kill) < len(KEYS), "the kill must land mid-stream"
+
+        server = start_server(settings.data_dir, database, port)
+        for key in KEYS:
+            referral_id = send(base, conversation_id, key)
+            assert referral_id is not None, key
+            if key in sent_before_kill:
+                assert referral_id == sent_before_kill[key], key  # the same referral, not a second one
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+
+    with sqlite3.connect(database) as db:
+        rows = db.execute("select idempotency_key, id from referrals").fetchall()
+    per_key: dict[str, list[str]] = {}
+    for key, referral_id in rows:
+        per_key.setdefault(key, []).append(referral_id)
+    assert sorted(per_key) == sorted(KEYS) and all(len(ids) == 1 for ids in per_key.values())
+    assert all(per_key[key] == [referral_id] for key, referral_id in sent_before_kill.items())
+    print(json.dumps({"sent": len(KEYS), "acknowledged_before_kill": len(sent_before_kill),
+                      "present_after_restart": len(rows)}))
