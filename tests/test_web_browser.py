@@ -257,3 +257,26 @@ def test_an_emergency_shows_the_banner_and_no_cards(live_server: LiveServer, bro
     assert "emergency" in banner.inner_text().lower()
     assert page.locator(".care-card").count() == 0
     page.close()
+
+
+def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServer, host_sites, browser) -> None:
+    allowed, _, folder = host_sites
+    markup = ("I'm 40 with lupus <img src=x onerror=\"window.top.pwned=1\"><script>window.top.pwned=2</script> "
+              "![pixel](http://127.0.0.1:9/track.png)")
+    page = browser.new_page()
+    page.goto(live_server.url)
+    ask(page, markup)
+    ask(page, "prepare a referral summary")
+    page.wait_for_selector("#care-chat :text('Referral summary')", timeout=30_000)
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#care-chat img[src=x], #care-chat img[src*=track], #care-chat script").count() == 0
+    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url, 'markup.html')}")
+    page.locator("care-widget .launcher").click()
+    chat = page.frame_locator("care-widget iframe")
+    chat.locator("#care-input textarea").fill(markup)
+    chat.locator("#care-input textarea").press("Enter")
+    chat.locator("#care-chat :text('lupus')").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.pwned") is None
+    assert chat.locator("#care-chat img[src=x], #care-chat img[src*=track], #care-chat script").count() == 0
+    page.close()

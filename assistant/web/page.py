@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.reply import Recommendation, Reply
+from assistant.respond import escape_markdown
 from assistant.service import CareService, Invalid, NotFound
 from assistant.store import StoreUnavailable
 from assistant.web.limits import RateLimited, RateLimiter
@@ -111,7 +112,9 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
     def send(message: str, history: list[dict], conversation_id: str | None, hospital_id: str | None,
              language: str | None, request: gr.Request) -> Iterator[tuple]:
         address = request.client.host if request and request.client else "unknown"
-        history = [*history, {"role": "user", "content": message}] if message.strip() else list(history)
+        # the user's words show as typed: never as HTML or markdown (an image there would load a URL)
+        shown_message = {"role": "user", "content": escape_markdown(message)}
+        history = [*history, shown_message] if message.strip() else list(history)
         unchanged = (gr.update(), gr.update(), gr.update())
         try:
             if conversation_id is None:
