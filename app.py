@@ -4,6 +4,7 @@
     /embed/?hospital=renji   the widget's chat, scoped to one hospital (framed by /widget.js)
     /api/v1/...     the REST API (OpenAPI at /docs)
     /widget.js      the one-tag widget for hospitals' own sites
+    /inbox          the international department's referral inbox (with its key)
     /healthz        ready once knowledge, index and database are loaded
 
 Every route calls `CareService`, which calls `Assistant.reply`'s path; the engine never imports this.
@@ -34,11 +35,12 @@ from assistant.settings import PROJECT_ROOT  # noqa: E402
 from assistant.store import Store, StoreUnavailable  # noqa: E402
 from assistant.web.api import api_router, install_error_handlers  # noqa: E402
 from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
-from assistant.web.page import CSS, build_page  # noqa: E402
+from assistant.web.page import CSS, build_page, theme  # noqa: E402
 from assistant.web.security import RequestLog, SecurityHeaders, all_origins  # noqa: E402
 
 log = logging.getLogger("app")
 WIDGET_JS = PROJECT_ROOT / "assistant" / "web" / "static" / "widget.js"
+INBOX_HTML = PROJECT_ROOT / "assistant" / "web" / "static" / "inbox.html"
 EXAMPLE_HOST = PROJECT_ROOT / "examples" / "widget-host.html"
 
 
@@ -82,6 +84,11 @@ def create_app(service: CareService) -> FastAPI:
         return FileResponse(WIDGET_JS, media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
+    @app.get("/inbox", include_in_schema=False)
+    def inbox_page() -> FileResponse:
+        """The international department's inbox: a static page over the inbox API, with its key."""
+        return FileResponse(INBOX_HTML, media_type="text/html", headers={"Cache-Control": "no-store"})
+
     @app.get("/embed", include_in_schema=False)
     def embed_redirect(request: Request) -> RedirectResponse:
         """`/embed?hospital=renji` is the documented address; Gradio serves the page at `/embed/`."""
@@ -99,8 +106,9 @@ def create_app(service: CareService) -> FastAPI:
     app.add_middleware(SecurityHeaders, embed_origins=settings.embed_origins)
     app.add_middleware(RequestLog)
     app = gr.mount_gradio_app(app, build_page(service, limiter, embedded=True), path="/embed", css=CSS,
-                              ssr_mode=False, footer_links=[])
-    return gr.mount_gradio_app(app, build_page(service, limiter), path="/", css=CSS, ssr_mode=False, footer_links=[])
+                              theme=theme(), ssr_mode=False, footer_links=[])
+    return gr.mount_gradio_app(app, build_page(service, limiter), path="/", css=CSS, theme=theme(), ssr_mode=False,
+                               footer_links=[])
 
 
 def load_service(settings: Settings) -> CareService:

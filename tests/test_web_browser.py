@@ -28,7 +28,8 @@ from assistant.settings import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]  # nothing off the machine
 MYELOMA = "My 62-year-old father's multiple myeloma relapsed twice after a transplant; we are looking for CAR-T."
 HOSTILE_CSS = """
 * { font-family: "Comic Sans MS" !important; line-height: 3 !important; }
@@ -87,27 +88,34 @@ def live_server(settings, engine, host_sites, tmp_path_factory: pytest.TempPathF
     data_dir = settings.data_dir  # the session's index is reused, as `make run` reuses an unchanged one
     database = tmp_path_factory.mktemp("live") / "care.db"
     env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
-           "CARE_EMBED_ORIGINS": json.dumps({"renji": [allowed.origin]}), "GRADIO_TEMP_DIR": str(database.parent)}
+           "CARE_EMBED_ORIGINS": json.dumps({"renji": [allowed.origin]}), "GRADIO_TEMP_DIR": str(database.parent),
+           "CARE_RATE_LIMITS__ENABLED": "false"}  # every browser here is one loopback address
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CARE_OPENAI_API_KEY", "CARE_OPENAI_BASE_URL"):
         env.pop(name, None)
     started = time.perf_counter()
-    process = subprocess.Popen(["make", "--no-print-directory", "run", "HOST=127.0.0.1", f"PORT={port}"],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    log_path = database.parent / "server.log"  # a file, not a pipe: nobody reads a pipe and a full one hangs
+    with log_path.open("wb") as server_log:
+        process = subprocess.Popen(["make", "--no-print-directory", "run", "HOST=127.0.0.1", f"PORT={port}"],
+                                   cwd=PROJECT_ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process)
+        wait_until_ready(url, process, log_path)
         yield LiveServer(url, database, time.perf_counter() - started)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # open streams keep uvicorn's graceful shutdown waiting
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, limit_s: float = 240) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, limit_s: float = 240) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"`make run` exited: {process.stdout.read().decode()[-3000:]}")
+            raise AssertionError(f"`make run` exited: {log_path.read_text(errors='replace')[-3000:]}")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
@@ -266,6 +274,7 @@ def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServe
     page = browser.new_page()
     page.goto(live_server.url)
     ask(page, markup)
+    page.wait_for_selector(".care-card", timeout=60_000)  # a second submit while the first runs is ignored
     ask(page, "prepare a referral summary")
     page.wait_for_selector("#care-chat :text('Referral summary')", timeout=30_000)
     assert page.evaluate("window.pwned") is None
@@ -279,4 +288,36 @@ def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServe
     page.wait_for_timeout(500)
     assert page.evaluate("window.pwned") is None
     assert chat.locator("#care-chat img[src=x], #care-chat img[src*=track], #care-chat script").count() == 0
+    page.close()
+
+
+def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(live_server: LiveServer, browser,
+                                                                              shots: Path) -> None:
+    from assistant.store import Store
+
+    key = Store.open(f"sqlite:///{live_server.database}").create_key("ruijin")
+    api = f"{live_server.url}/api/v1"
+    conversation_id = httpx.post(f"{api}/conversations").json()["conversation_id"]
+    httpx.post(f"{api}/conversations/{conversation_id}/messages", json={"text": MYELOMA + " <b>urgent</b>"},
+               timeout=30)
+    referral_id = httpx.post(f"{api}/conversations/{conversation_id}/referral", timeout=30,
+                             headers={"Idempotency-Key": f"inbox-page-{conversation_id}"},
+                             json={"consent": True, "contact": "lin.family@example.org",
+                                   "department_id": "ruijin/hematology"}).json()["referral_id"]
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{live_server.url}/inbox")
+    page.fill("#key", "care_wrong_key")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#problem:has-text('Bearer')", timeout=10_000)
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    card = page.locator(f"[data-referral='{referral_id}']")
+    card.wait_for(timeout=10_000)
+    assert "lin.family@example.org" in card.inner_text() and "<b>urgent</b>" in card.inner_text()
+    assert card.locator("b").count() == 0  # the patient's text is shown, never rendered
+    card.locator("select.status").select_option("contacted")
+    page.wait_for_timeout(500)
+    inbox = httpx.get(f"{api}/inbox", headers={"Authorization": f"Bearer {key}"}).json()
+    assert next(r for r in inbox if r["referral_id"] == referral_id)["status"] == "contacted"
+    page.screenshot(path=str(shots / "inbox.png"))
     page.close()

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from assistant.knowledge import Department, Source
+from assistant.knowledge import Department, KnowledgeBase, Source
 from assistant.reply import ReferralSummary, Reply
 from assistant.service import CareService, Invalid, NotFound, Turn
 from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
@@ -88,6 +88,7 @@ class ReferralCreated(BaseModel):
 class InboxItem(BaseModel):
     referral_id: str
     department_id: str
+    department: str
     contact: str
     summary: ReferralSummary
     status: str
@@ -137,8 +138,10 @@ def created(referral: Referral) -> ReferralCreated:
                            created_at=referral.created_at)
 
 
-def inbox_item(referral: Referral) -> InboxItem:
-    return InboxItem(referral_id=referral.id, department_id=referral.department_id, contact=referral.contact,
+def inbox_item(referral: Referral, kb: KnowledgeBase) -> InboxItem:
+    department = kb.departments.get(referral.department_id)
+    return InboxItem(referral_id=referral.id, department_id=referral.department_id,
+                     department=department.name if department else referral.department_id, contact=referral.contact,
                      summary=ReferralSummary.model_validate(referral.summary), status=referral.status,
                      created_at=referral.created_at, updated_at=referral.updated_at)
 
@@ -282,13 +285,13 @@ def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     @router.get("/inbox", response_model=list[InboxItem], tags=["inbox"], responses={401: {"model": ErrorBody}})
     def inbox(hospital: Annotated[str, Depends(key_hospital)],
               status: Literal[REFERRAL_STATUSES] | None = None) -> list[InboxItem]:  # type: ignore[valid-type]
-        return [inbox_item(r) for r in service.inbox(hospital, status)]
+        return [inbox_item(r, kb) for r in service.inbox(hospital, status)]
 
     @router.patch("/inbox/{referral_id}", response_model=InboxItem, tags=["inbox"],
                   responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})
     def set_status(referral_id: str, body: StatusRequest,
                    hospital: Annotated[str, Depends(key_hospital)]) -> InboxItem:
-        return inbox_item(service.set_status(hospital, referral_id, body.status))
+        return inbox_item(service.set_status(hospital, referral_id, body.status), kb)
 
     return router
 

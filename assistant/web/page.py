@@ -28,6 +28,13 @@ URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See
                  "day or two.</strong> Plan travel for treatment after that.</div>")
 QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
                  "Do I need a visa?", "Start over")
+def theme() -> gr.themes.Base:
+    """System fonts only: the default theme fetches Google Fonts, which tells Google who visits and
+    hangs on a machine without internet."""
+    return gr.themes.Default(font=["system-ui", "-apple-system", "Segoe UI", "Noto Sans", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
 CSS = """
 .care-banner {padding: 12px 16px; border-radius: 8px; margin: 4px 0; font-size: 1.05em}
 .care-emergency {background: #b00020; color: #fff}
