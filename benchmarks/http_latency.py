@@ -2,13 +2,13 @@
 
 It starts `app.py` (what `make run` starts) on a free loopback port with a fresh database, then holds
 realistic 3-turn conversations one at a time, so the numbers are per-request cost, not queueing.
-The ratio column divides by the engine's own turn (`Assistant.reply` in this process), measured in
-the same run. Run: `python -m benchmarks.http_latency`.
+The ratio column divides by the same kind of turn through `Assistant.reply` in this process (first
+message or follow-up), measured in the same run: what HTTP, JSON and the database add.
+Run: `python -m benchmarks.http_latency`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import statistics
@@ -65,40 +65,45 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
             raise SystemExit("the server exited before /healthz answered")
 
 
-def timed_turns(base: str) -> tuple[list[float], list[float], list[float]]:
-    json_ms, first_event_ms, sse_total_ms = [], [], []
+def timed_turns(base: str) -> dict[str, list[float]]:
+    """Turn 1 (the case) as JSON, turn 2 (a follow-up) as SSE, turn 3 (a follow-up) as JSON."""
+    timings: dict[str, list[float]] = {"first message, JSON": [], "follow-up, SSE first event": [],
+                                       "follow-up, SSE whole reply": [], "follow-up, JSON": []}
     with httpx.Client(base_url=base, timeout=30) as client:
         for n in range(CONVERSATIONS):
             conversation = client.post("/api/v1/conversations").json()["conversation_id"]
-            for turn, text in enumerate(story(n)):
-                url = f"/api/v1/conversations/{conversation}/messages"
-                started = time.perf_counter()
-                if turn % 2 == 0:
-                    client.post(url, json={"text": text}).raise_for_status()
-                    json_ms.append((time.perf_counter() - started) * 1000)
-                    continue
-                with client.stream("POST", url, json={"text": text}, headers={"Accept": "text/event-stream"}) as r:
-                    first = None
-                    for line in r.iter_lines():
-                        if first is None and line.startswith("data:"):
-                            first = (time.perf_counter() - started) * 1000
-                    first_event_ms.append(first or 0.0)
-                sse_total_ms.append((time.perf_counter() - started) * 1000)
-    return json_ms, first_event_ms, sse_total_ms
+            url = f"/api/v1/conversations/{conversation}/messages"
+            first, sse_text, last = story(n)
+            started = time.perf_counter()
+            client.post(url, json={"text": first}).raise_for_status()
+            timings["first message, JSON"].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            with client.stream("POST", url, json={"text": sse_text}, headers={"Accept": "text/event-stream"}) as r:
+                first_event = None
+                for line in r.iter_lines():
+                    if first_event is None and line.startswith("data:"):
+                        first_event = (time.perf_counter() - started) * 1000
+            timings["follow-up, SSE first event"].append(first_event or 0.0)
+            timings["follow-up, SSE whole reply"].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            client.post(url, json={"text": last}).raise_for_status()
+            timings["follow-up, JSON"].append((time.perf_counter() - started) * 1000)
+    return timings
 
 
-def engine_turn_ms() -> list[float]:
+def engine_turn_ms() -> tuple[list[float], list[float]]:
+    """The same turns through `Assistant.reply` in this process: first messages and follow-ups."""
     from assistant.core import Assistant
 
     assistant = Assistant.from_settings()
-    timings = []
+    first_ms, follow_up_ms = [], []
     for n in range(CONVERSATIONS):
         conv = assistant.start()
-        for text in story(n + CONVERSATIONS):
+        for turn, text in enumerate(story(n + CONVERSATIONS)):
             started = time.perf_counter()
             assistant.reply(conv, text)
-            timings.append((time.perf_counter() - started) * 1000)
-    return timings
+            (first_ms if turn == 0 else follow_up_ms).append((time.perf_counter() - started) * 1000)
+    return first_ms, follow_up_ms
 
 
 def main() -> None:
@@ -108,23 +113,23 @@ def main() -> None:
         port = free_port()
         process, cold_s = start_server(data_dir, port)
         try:
-            json_ms, first_event_ms, sse_total_ms = timed_turns(f"http://127.0.0.1:{port}")
+            rows = timed_turns(f"http://127.0.0.1:{port}")
         finally:
             process.terminate()
             process.wait(timeout=30)
-    engine_ms = engine_turn_ms()
-    floor = statistics.median(engine_ms)
-    rows = {"JSON reply": json_ms, "SSE first event": first_event_ms, "SSE whole reply": sse_total_ms,
-            "engine turn (in process)": engine_ms}
+    first_ms, follow_up_ms = engine_turn_ms()
+    floors = {"first": statistics.median(first_ms), "follow-up": statistics.median(follow_up_ms)}
+    rows |= {"engine, first message (in process)": first_ms, "engine, follow-up (in process)": follow_up_ms}
     data = {"cold_start_to_healthz_s": cold_s, "conversations": CONVERSATIONS,
             "rows": {name: {"p50_ms": percentile(v, 0.5), "p95_ms": percentile(v, 0.95), "n": len(v)}
                      for name, v in rows.items()}}
     lines = [f"Cold start to /healthz (index reused): {cold_s:.1f} s", "",
-             "| measure | n | p50 ms | p95 ms | p50 / engine turn |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {name} | {len(v)} | {percentile(v, 0.5):.1f} | {percentile(v, 0.95):.1f} | "
-              f"{percentile(v, 0.5) / floor:.2f}x |" for name, v in rows.items()]
+             "| measure | n | p50 ms | p95 ms | p50 / the same turn in process |", "| --- | --- | --- | --- | --- |"]
+    for name, values in rows.items():
+        floor = floors["first"] if "first message" in name else floors["follow-up"]
+        lines.append(f"| {name} | {len(values)} | {percentile(values, 0.5):.1f} | {percentile(values, 0.95):.1f} | "
+                     f"{percentile(values, 0.5) / floor:.2f}x |")
     write_results("http_latency", "A turn over HTTP", data, lines)
-    print(json.dumps(data["rows"], indent=2))
 
 
 if __name__ == "__main__":
