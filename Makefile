@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser screenshots index lint validate eval bench clean
+.PHONY: run test browser screenshots index lint validate eval bench load clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench: $(RUN_STAMP)
 	$(PY) -m benchmarks.turn_latency
 	$(PY) -m benchmarks.cold_start
 	$(PY) -m benchmarks.scale
+
+# Load test against app.py (template composer, loopback, rate limits off): 10/50/200 users, 1 and 2 workers.
+load: $(RUN_STAMP)
+	$(PY) -m assistant index
+	$(PY) -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) data
