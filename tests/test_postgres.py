@@ -36,28 +36,52 @@ def as_postgres_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="care-pg-"))  # not under pytest's root-only temp dir
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = folder / "data"
-    subprocess.run(as_postgres_user([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "care"]),
-                   check=True, capture_output=True)
-    subprocess.run(as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
-                                     "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}", "start"]),
-                   check=True, capture_output=True)
-    try:
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "care", "care"],
+class PostgresServer:
+    """A throwaway cluster in a temp dir on a free loopback port; `stop` and `start` simulate an outage."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="care-pg-"))  # not under pytest's root-only temp dir
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.data = self.folder / "data"
+        subprocess.run(as_postgres_user([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "care"]),
                        check=True, capture_output=True)
-        yield f"postgresql+psycopg://care@127.0.0.1:{port}/care"
-    finally:
-        subprocess.run(as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+        self.start()
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "care", "care"],
+                       check=True, capture_output=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://care@127.0.0.1:{self.port}/care"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
+        subprocess.run(as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l",
+                                         str(self.folder / "log"), "-w", "-o", options, "start"]),
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
                        capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres: PostgresServer) -> str:
+    return postgres.url
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +126,17 @@ def test_purge_works_on_postgresql(service: CareService) -> None:
     time.sleep(0.01)
     assert service.store.purge_conversations(timedelta(seconds=0)) >= 1
     assert service.store.conversation(conv.id) is None
+
+
+def test_an_unavailable_database_gives_503_with_retry_after_then_recovers(service: CareService,
+                                                                          postgres: PostgresServer) -> None:
+    with TestClient(create_app(service)) as client:
+        conversation_id = client.post("/api/v1/conversations").json()["conversation_id"]
+        postgres.stop()
+        try:
+            down = client.post(f"/api/v1/conversations/{conversation_id}/messages", json={"text": MYELOMA})
+            assert down.status_code == 503 and down.headers["retry-after"] == "2"
+        finally:
+            postgres.start()
+        up = client.post(f"/api/v1/conversations/{conversation_id}/messages", json={"text": MYELOMA})
+        assert up.status_code == 200
