@@ -173,6 +173,14 @@ def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, brows
     page.get_by_text("Send a referral to the hospital").click()
     page.click("#care-preview")
     page.wait_for_selector("#care-summary :text('Referral summary')", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#care-download-json').disabled", timeout=10_000)
+    with page.expect_download() as json_download:
+        page.click("#care-download-json")
+    summary = json.loads(Path(json_download.value.path()).read_text(encoding="utf-8"))
+    assert summary["what_they_wrote"] == [MYELOMA] and summary["department_id"] == "ruijin/hematology"
+    with page.expect_download() as markdown_download:
+        page.click("#care-download-md")
+    assert "Referral summary" in Path(markdown_download.value.path()).read_text(encoding="utf-8")
     send = page.locator("#care-send")
     assert send.is_disabled()
     page.fill("#care-contact textarea, #care-contact input", "family@example.org")

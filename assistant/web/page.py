@@ -215,8 +215,10 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
             preview_button = gr.Button("Preview the summary", size="sm", elem_id="care-preview")
             summary = gr.Markdown("", elem_id="care-summary")
             with gr.Row():
-                download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm")
-                download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm")
+                download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm",
+                                                elem_id="care-download-md")
+                download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm",
+                                                  elem_id="care-download-json")
             consent = gr.Checkbox(label="I agree to send this summary and my contact to the hospital named above.",
                                   value=False, elem_id="care-consent")
             contact = gr.Textbox(label="Your e-mail or messaging id (e.g. WhatsApp +44...)", max_lines=1,
