@@ -26,6 +26,7 @@ EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><stron
                     "America) or go to the nearest emergency department. Do not travel for care.</div>")
 URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
                  "day or two.</strong> Plan travel for treatment after that.</div>")
+PAGE_CONCURRENCY = 16  # turns answered at once per page; the engine is shared and safe across threads
 QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
                  "Do I need a visa?", "Start over")
 def theme() -> gr.themes.Base:
@@ -238,4 +239,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
         consent.change(lambda ticked: gr.update(interactive=bool(ticked)), consent, send_button)
         send_button.click(submit, [conversation_state, department, consent, contact, key_state], sent)
         page.load(on_load, None, [hospital_state, language_state, title, box])
+    # Gradio runs one event per listener at a time by default: with a language model (seconds per turn)
+    # every visitor would wait for everyone before them. The API already answers from a thread pool.
+    page.queue(default_concurrency_limit=PAGE_CONCURRENCY)
     return page
