@@ -15,7 +15,7 @@ from assistant.reply import ReferralSummary, Reply
 from assistant.store import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
 
 SAVE_ATTEMPTS = 3
-log = logging.getLogger(__name__)  # ids and counts only: never message text or contacts
+log = logging.getLogger(__name__)  # short ids and counts only: never text, contacts or a whole conversation id
 
 
 class NotFound(Exception):
@@ -51,7 +51,7 @@ class CareService:
                                              "lists the ids")
         conv = self.assistant.start(widget_hospital=widget_hospital, language=language)
         self.store.add_conversation(conv)
-        log.info("conversation %s started (widget %s)", conv.id, widget_hospital or "-")
+        log.info("conversation %s~ started (widget %s)", conv.id[:8], widget_hospital or "-")
         return conv
 
     def conversation(self, conversation_id: str) -> StoredConversation:
@@ -77,7 +77,7 @@ class CareService:
                 return Turn(deltas, reply)  # the friendly prompt for an empty message changes nothing
             try:
                 self.store.save_conversation(conv, stored.version)
-                log.info("conversation %s turn %d: triage %s, %d recommendation(s)", conv.id, len(conv.turns),
+                log.info("conversation %s~ turn %d: triage %s, %d recommendation(s)", conv.id[:8], len(conv.turns),
                          reply.triage, len(reply.recommendations))
                 return Turn(deltas, reply)
             except ConversationChanged:
@@ -121,7 +121,7 @@ class CareService:
         summary = self.referral_summary(conv, department_id)
         referral, created = self.store.add_referral(idempotency_key, request, conversation_id, summary.hospital_id,
                                                     department_id, contact, summary.model_dump())
-        log.info("referral %s to %s %s", referral.id, referral.hospital_id, "created" if created else "repeated")
+        log.info("referral %s~ to %s %s", referral.id[:8], referral.hospital_id, "created" if created else "repeated")
         return referral, created
 
     # --- the hospital's inbox -------------------------------------------------------------------------

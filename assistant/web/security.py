@@ -68,6 +68,12 @@ class SecurityHeaders:
 
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LONG_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def short_ids(path: str) -> str:
+    """A conversation id in a URL is what lets one read it: logs keep 8 characters, enough to correlate."""
+    return LONG_ID.sub(lambda match: match.group()[:8] + "~", path)
 access_log = logging.getLogger("care.access")
 
 
@@ -101,5 +107,5 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_log.info("request %s %s %s %d %.1f ms", request_id, scope["method"], scope["path"], status,
-                            (time.perf_counter() - started) * 1000)
+            access_log.info("request %s %s %s %d %.1f ms", request_id, scope["method"], short_ids(scope["path"]),
+                            status, (time.perf_counter() - started) * 1000)
