@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -296,3 +297,14 @@ def test_a_broken_knowledge_file_refuses_the_start_naming_file_and_field(knowled
                              timeout=120)
     assert started.returncode == 2
     assert "ruijin.yaml" in started.stderr and "audience" in started.stderr
+
+
+def test_downloaded_summaries_are_deleted_once_they_are_an_hour_old(tmp_path: Path) -> None:
+    from assistant.web.page import referral_files
+
+    old_markdown, _ = referral_files(tmp_path, "what they wrote", "{}")
+    two_hours_ago = time.time() - 7200
+    os.utime(Path(old_markdown).parent, (two_hours_ago, two_hours_ago))
+    new_markdown, new_json = referral_files(tmp_path, "what they wrote", "{}")
+    assert not Path(old_markdown).exists()
+    assert Path(new_markdown).read_text(encoding="utf-8") == "what they wrote" and Path(new_json).exists()

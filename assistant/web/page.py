@@ -8,7 +8,9 @@ is in the database, so two browsers never share one and any copy of the app can 
 from __future__ import annotations
 
 import html
+import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><stron
                     "America) or go to the nearest emergency department. Do not travel for care.</div>")
 URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
                  "day or two.</strong> Plan travel for treatment after that.</div>")
+DOWNLOADS_KEPT_S = 3600
 PAGE_CONCURRENCY = 16  # turns answered at once per page; the engine is shared and safe across threads
 QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
                  "Do I need a visa?", "Start over")
@@ -52,8 +55,9 @@ CSS = """
 def privacy_note(retention_days: int) -> str:
     return (f"**Privacy.** This conversation is stored on this service's server for {retention_days} days after "
             "your last message so you can continue it, then deleted; \"Start over\" does not delete it, closing the "
-            "page does not either. Nothing goes to a hospital unless you tick the consent box below and press "
-            "send; then only the summary you see and the contact you type are sent to that hospital.")
+            "page does not either. A summary you download stays on the server for at most two hours to serve the "
+            "download. Nothing goes to a hospital unless you tick the consent box below and press send; then only "
+            "the summary you see and the contact you type are sent to that hospital, whose inbox keeps it.")
 
 
 def source_links(rec: Recommendation, service: CareService, numbers: dict[str, int]) -> str:
@@ -95,8 +99,13 @@ def banner_html(reply: Reply) -> str:
     return {"emergency": EMERGENCY_BANNER, "urgent": URGENT_BANNER}.get(reply.triage, "")
 
 
-def referral_files(markdown: str, summary_json: str) -> tuple[str, str]:
-    folder = Path(tempfile.mkdtemp(prefix="referral-"))
+def referral_files(downloads: Path, markdown: str, summary_json: str) -> tuple[str, str]:
+    """The two download files; ones older than an hour are deleted first, since they hold what the user wrote."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    for old in downloads.glob("referral-*"):
+        if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_S:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix="referral-", dir=downloads))
     (folder / "referral-summary.md").write_text(markdown, encoding="utf-8")
     (folder / "referral-summary.json").write_text(summary_json, encoding="utf-8")
     return str(folder / "referral-summary.md"), str(folder / "referral-summary.json")
@@ -106,6 +115,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
     """The chat; `embedded` reads the widget's hospital from the URL (`/embed?hospital=renji`) once, at load."""
     kb = service.assistant.kb
     retention_days = service.assistant.settings.retention_days
+    downloads = service.assistant.settings.data_dir / "downloads"
 
     def on_load(request: gr.Request) -> tuple:
         hospital_id = request.query_params.get("hospital") if embedded else None
@@ -166,7 +176,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
         except (Invalid, NotFound) as problem:
             return str(problem), gr.update(), gr.update(), None
         markdown = service.referral_markdown(summary)
-        md_path, json_path = referral_files(markdown, summary.model_dump_json(indent=2))
+        md_path, json_path = referral_files(downloads, markdown, summary.model_dump_json(indent=2))
         return markdown, gr.update(value=md_path, interactive=True), gr.update(value=json_path, interactive=True), \
             uuid.uuid4().hex
 
