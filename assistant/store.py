@@ -284,10 +284,6 @@ class Store:
             row.status, row.updated_at = status, utcnow()
             return Referral.from_row(row)
 
-    def referral_count(self) -> int:
-        with self.session() as session:
-            return len(session.scalars(select(ReferralRow.id)).all())
-
     # --- inbox keys ---------------------------------------------------------------------------------
     def create_key(self, hospital_id: str) -> str:
         """Returns the key once; only the hash of its secret part is stored."""
