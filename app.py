@@ -132,18 +132,22 @@ def main() -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
     workers = int(os.environ.get("WORKERS", "1"))
-    settings = Settings()
-    try:  # a broken knowledge file refuses the start, naming the file and field: never a half-loaded assistant
-        load_knowledge(settings.knowledge_dir, settings.shared_dir)
+    # A broken knowledge file refuses the start, naming the file and field: never a half-loaded assistant.
+    # One worker loads here and the check is that load; several load in their own processes, so the
+    # knowledge is checked once here first.
+    try:
+        if workers > 1:
+            settings = Settings()
+            load_knowledge(settings.knowledge_dir, settings.shared_dir)
+            app = "app:factory"
+        else:
+            app = factory()
     except KnowledgeError as error:
         log.error("start refused, the knowledge is invalid:\n%s", error)
         raise SystemExit(2) from None
     log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
-    if workers > 1:
-        uvicorn.run("app:factory", factory=True, host=host, port=port, workers=workers, access_log=False)
-    else:
-        uvicorn.run(factory(), host=host, port=port, access_log=False)  # RequestLog logs without addresses
-
+    uvicorn.run(app, factory=workers > 1, host=host, port=port, workers=workers,
+                access_log=False)  # RequestLog logs each request without client addresses
 
 if __name__ == "__main__":
     main()
