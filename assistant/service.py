@@ -114,13 +114,14 @@ class CareService:
         """Send the summary to the department's hospital; the same key returns the first referral again,
         even after the conversation itself was deleted."""
         request = {"conversation_id": conversation_id, "department_id": department_id, "contact": contact}
-        existing = self.store.referral_by_key(idempotency_key, request_fingerprint(request))
+        request_hash = request_fingerprint(request)
+        existing = self.store.referral_by_key(idempotency_key, request_hash)
         if existing is not None:
             return existing, False
         conv = self.conversation(conversation_id).conversation
         summary = self.referral_summary(conv, department_id)
-        referral, created = self.store.add_referral(idempotency_key, request, conversation_id, summary.hospital_id,
-                                                    department_id, contact, summary.model_dump())
+        referral, created = self.store.add_referral(idempotency_key, request_hash, conversation_id,
+                                                    summary.hospital_id, department_id, contact, summary.model_dump())
         log.info("referral %s~ to %s %s", referral.id[:8], referral.hospital_id, "created" if created else "repeated")
         return referral, created
 

@@ -233,16 +233,14 @@ class Store:
             return session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
 
     # --- referrals ----------------------------------------------------------------------------------
-    def add_referral(self, idempotency_key: str, request: dict, conversation_id: str, hospital_id: str,
+    def add_referral(self, idempotency_key: str, request_hash: str, conversation_id: str, hospital_id: str,
                      department_id: str, contact: str, summary: dict) -> tuple[Referral, bool]:
         """Store a referral once per idempotency key; returns it and whether this call created it.
 
-        It is committed before this returns, so a 201 sent afterwards never acknowledges a lost write.
+        The caller has looked the key up (`referral_by_key`); the unique key column settles a race with a
+        concurrent request. It is committed before this returns, so a 201 sent afterwards never
+        acknowledges a lost write.
         """
-        request_hash = request_fingerprint(request)
-        existing = self.referral_by_key(idempotency_key, request_hash)
-        if existing is not None:
-            return existing, False
         now = utcnow()
         row = ReferralRow(id=uuid.uuid4().hex, idempotency_key=idempotency_key, request_hash=request_hash,
                           conversation_id=conversation_id, hospital_id=hospital_id, department_id=department_id,
