@@ -10,7 +10,6 @@ Run: `python -m benchmarks.http_latency`.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.results import write_results
+from benchmarks.serve import free_port, healthz_answers, wait_until_ready
 
 ROOT = Path(__file__).parent.parent
 CONVERSATIONS = 30
@@ -38,12 +38,6 @@ def story(n: int) -> tuple[str, ...]:
     return (first.format(n=20 + n), *rest)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -55,14 +49,8 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process, time.perf_counter() - started
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if process.poll() is not None:
-            raise SystemExit("the server exited before /healthz answered")
+    wait_until_ready(process, healthz_answers(f"http://127.0.0.1:{port}"), limit_s=180)
+    return process, time.perf_counter() - started
 
 
 def timed_turns(base: str) -> dict[str, list[float]]:

@@ -33,7 +33,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.results import write_results
+from benchmarks.serve import ServerDidNotStart, free_port, healthz_answers, wait_until_ready
 
 ROOT = Path(__file__).parent.parent
 TIMEOUT_S = 30.0
@@ -104,12 +104,6 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
 def require_loopback(host: str) -> None:
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -133,22 +127,12 @@ def start_server(host: str, port: int, workers: int, scratch: Path) -> subproces
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
                                    env=server_env(host, port, workers, scratch / f"load-{workers}.db"),
                                    start_new_session=True)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited before /healthz answered:\n{tail(log)}")
-        try:
-            if httpx.get(f"http://{host}:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    stop_server(process)
-    raise SystemExit(f"/healthz did not answer within {STARTUP_TIMEOUT_S:.0f} s:\n{tail(log)}")
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    try:
+        wait_until_ready(process, healthz_answers(f"http://{host}:{port}"), STARTUP_TIMEOUT_S, log)
+    except ServerDidNotStart as problem:
+        stop_server(process)
+        raise SystemExit(f"/healthz did not answer: {problem}") from None
+    return process
 
 
 def stop_server(process: subprocess.Popen) -> None:

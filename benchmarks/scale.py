@@ -24,6 +24,7 @@ from assistant.index import CHROMA_MAX_BATCH, LocalEmbeddings, build_chunks
 from assistant.knowledge import load_knowledge
 from assistant.settings import Settings, set_offline_environment
 from benchmarks.results import write_results
+from benchmarks.serve import ServerDidNotStart, free_port, wait_until_ready
 
 QUERIES = 60
 HOSPITALS = 200
@@ -43,12 +44,6 @@ def synthetic(base: np.ndarray, audiences: list[str], size: int, seed: int = 7):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     metadatas = [{"hospital_id": f"h{i % HOSPITALS}", "audience": audiences[p]} for i, p in enumerate(picks)]
     return vectors, metadatas
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def measure(client, vectors: np.ndarray, metadatas: list[dict], queries: np.ndarray, name: str) -> dict:
@@ -79,15 +74,20 @@ def start_server(path: Path) -> tuple[subprocess.Popen, int]:
     chroma = str(Path(sys.executable).parent / "chroma")
     server = subprocess.Popen([chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server, port
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    raise RuntimeError("chroma server did not start")
+    try:
+        wait_until_ready(server, lambda: port_accepts(port), limit_s=60)
+    except ServerDidNotStart:
+        server.kill()
+        raise
+    return server, port
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 def main() -> None:

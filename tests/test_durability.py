@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,15 +23,10 @@ import httpx
 import pytest
 
 from assistant.settings import PROJECT_ROOT
+from benchmarks.serve import free_port, healthz_answers, wait_until_ready
 
 STORY = "My 62-year-old father's multiple myeloma relapsed twice; we are looking for CAR-T."
 KEYS = [f"durability-{n:04d}" for n in range(400)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(data_dir: Path, database: Path, port: int) -> subprocess.Popen:
@@ -41,15 +35,8 @@ def start_server(data_dir: Path, database: Path, port: int) -> subprocess.Popen:
            "GRADIO_TEMP_DIR": str(database.parent)}
     process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited during start"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("server not ready")
+    wait_until_ready(process, healthz_answers(f"http://127.0.0.1:{port}"), limit_s=180)
+    return process
 
 
 def send(base: str, conversation_id: str, key: str) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from assistant.core import Assistant
 from assistant.service import CareService
 from assistant.settings import RateLimits
 from assistant.store import ConversationChanged, Store
+from benchmarks.serve import free_port
 
 PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
                if (p / "initdb").exists()), None)
@@ -43,9 +43,7 @@ class PostgresServer:
         self.folder = Path(tempfile.mkdtemp(prefix="care-pg-"))  # not under pytest's root-only temp dir
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.data = self.folder / "data"
         subprocess.run(as_postgres_user([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "care"]),
                        check=True, capture_output=True)

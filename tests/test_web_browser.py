@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from assistant.settings import PROJECT_ROOT
+from benchmarks.serve import free_port, healthz_answers, wait_until_ready
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,12 +37,6 @@ div, button, iframe { display: none !important; width: 1px !important; height: 1
 care-widget { display: none !important; opacity: 0 !important; }
 body > * { position: static !important; transform: scale(0.1) !important; }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -100,7 +94,7 @@ def live_server(settings, engine, host_sites, tmp_path_factory: pytest.TempPathF
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, process, log_path)
+        wait_until_ready(process, healthz_answers(url), limit_s=240, log=log_path)
         yield LiveServer(url, database, time.perf_counter() - started)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -109,20 +103,6 @@ def live_server(settings, engine, host_sites, tmp_path_factory: pytest.TempPathF
         except subprocess.TimeoutExpired:  # open streams keep uvicorn's graceful shutdown waiting
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, limit_s: float = 240) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"`make run` exited: {log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"`make run` not ready after {limit_s} s")
 
 
 @pytest.fixture(scope="module")
