@@ -19,6 +19,7 @@ from assistant.knowledge import Department, KnowledgeBase, Source
 from assistant.reply import ReferralSummary, Reply
 from assistant.service import CareService, Invalid, NotFound, Turn
 from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
+from assistant.web.errors import ErrorBody, error
 from assistant.web.limits import RateLimited, RateLimiter
 
 RETRY_AFTER_SECONDS = 2
@@ -116,22 +117,11 @@ class HospitalProfile(BaseModel):
     sources: list[Source]
 
 
-class ErrorBody(BaseModel):
-    error: str
-    message: str
-    field: str | None = None
-
-
 class Unauthorized(Exception):
     """No inbox key, or one that is wrong or revoked."""
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
-def error(status: int, code: str, message: str, field: str | None = None, **headers: str) -> JSONResponse:
-    body = ErrorBody(error=code, message=message, field=field).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status, headers=headers or None)
-
-
 def created(referral: Referral) -> ReferralCreated:
     return ReferralCreated(referral_id=referral.id, hospital_id=referral.hospital_id,
                            department_id=referral.department_id, status=referral.status,

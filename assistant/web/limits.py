@@ -6,7 +6,6 @@ counts on its own, so a client gets at most N times a limit. Nothing else is kep
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.settings import RateLimits
+from assistant.web.errors import error
 
 
 class RateLimited(Exception):
@@ -69,13 +69,6 @@ class RateLimiter:
         self.hit("conversation referrals", conversation_id, self.limits.referrals_per_hour_per_conversation, 3600)
 
 
-async def json_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class BodyLimit:
     """API bodies over the cap get 413 before any parsing; bodies that are not UTF-8 get 400.
 
@@ -95,7 +88,7 @@ class BodyLimit:
                      "characters too, so shorten the text.")
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await json_error(send, 413, "body_too_large", too_large)
+            await error(413, "body_too_large", too_large)(scope, receive, send)
             return
         body = b""
         while True:
@@ -104,15 +97,15 @@ class BodyLimit:
                 return
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
-                await json_error(send, 413, "body_too_large", too_large)
+                await error(413, "body_too_large", too_large)(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
         try:
             body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            await json_error(send, 400, "invalid_encoding", f"The request body is not valid UTF-8 (byte "
-                                                            f"{error.start}); send JSON encoded as UTF-8.")
+        except UnicodeDecodeError as bad:
+            problem = f"The request body is not valid UTF-8 (byte {bad.start}); send JSON encoded as UTF-8."
+            await error(400, "invalid_encoding", problem)(scope, receive, send)
             return
         await self.app(scope, replay(body, receive), send)
 
