@@ -98,7 +98,7 @@ def knowledge_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def make_service(engine, tmp_path_factory: pytest.TempPathFactory):
-    """A CareService over the session engine and a fresh SQLite file; settings overrides by keyword.
+    """A CareService over the session engine and a fresh SQLite file (or `database_url=`); settings by keyword.
 
     Rate limits are off unless a test sets them: many tests start conversations from one address.
     """
@@ -108,9 +108,10 @@ def make_service(engine, tmp_path_factory: pytest.TempPathFactory):
     from assistant.store import Store
 
     def build(**overrides: object) -> CareService:
-        database = tmp_path_factory.mktemp("db") / "care.db"
-        settings = engine.settings.model_copy(update={"rate_limits": RateLimits(enabled=False), **overrides})
-        store = Store.open(f"sqlite:///{database}", busy_timeout_ms=settings.db_busy_timeout_ms)
+        fresh_sqlite = f"sqlite:///{tmp_path_factory.mktemp('db') / 'care.db'}"
+        settings = engine.settings.model_copy(update={"rate_limits": RateLimits(enabled=False),
+                                                      "database_url": fresh_sqlite, **overrides})
+        store = Store.open(settings.database, busy_timeout_ms=settings.db_busy_timeout_ms)
         return CareService(Assistant.from_settings(settings, engine=engine), store)
 
     return build

@@ -19,9 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import create_app
-from assistant.core import Assistant
 from assistant.service import CareService
-from assistant.settings import RateLimits
 from assistant.store import ConversationChanged, Store
 from benchmarks.serve import free_port
 
@@ -83,10 +81,8 @@ def postgres_url(postgres: PostgresServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(engine, postgres_url: str) -> CareService:
-    settings = engine.settings.model_copy(update={"rate_limits": RateLimits(enabled=False),
-                                                  "database_url": postgres_url})
-    return CareService(Assistant.from_settings(settings, engine=engine), Store.open(settings.database))
+def service(make_service, postgres_url: str) -> CareService:
+    return make_service(database_url=postgres_url)
 
 
 def test_migrations_build_the_schema_on_postgresql_and_run_again_harmlessly(service: CareService,
