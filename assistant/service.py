@@ -32,8 +32,8 @@ class Invalid(Exception):
 
 
 @dataclass(frozen=True)
-class Turn:
-    """One answered message: the text pieces as streamed, then the whole reply."""
+class Answer:
+    """One answered message: the text pieces as streamed, then the whole reply (core.Turn is the history entry)."""
 
     deltas: list[str]
     reply: Reply
@@ -61,7 +61,7 @@ class CareService:
                            "start a new one")
         return stored
 
-    def send(self, conversation_id: str, text: str) -> Turn:
+    def send(self, conversation_id: str, text: str) -> Answer:
         """Answer one message and save the conversation; a concurrent save by another copy is retried."""
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
@@ -74,12 +74,12 @@ class CareService:
                     reply = event
             assert reply is not None
             if not text.strip():
-                return Turn(deltas, reply)  # the friendly prompt for an empty message changes nothing
+                return Answer(deltas, reply)  # the friendly prompt for an empty message changes nothing
             try:
                 self.store.save_conversation(conv, stored.version)
                 log.info("conversation %s~ turn %d: triage %s, %d recommendation(s)", conv.id[:8], len(conv.turns),
                          reply.triage, len(reply.recommendations))
-                return Turn(deltas, reply)
+                return Answer(deltas, reply)
             except ConversationChanged:
                 if attempt == SAVE_ATTEMPTS - 1:
                     raise

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from assistant.knowledge import Department, KnowledgeBase, Source
 from assistant.reply import ReferralSummary, Reply
-from assistant.service import CareService, Invalid, NotFound, Turn
+from assistant.service import Answer, CareService, Invalid, NotFound
 from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
 from assistant.web.errors import ErrorBody, error
 from assistant.web.limits import RateLimited, RateLimiter
@@ -136,7 +136,7 @@ def inbox_item(referral: Referral, kb: KnowledgeBase) -> InboxItem:
                      created_at=referral.created_at, updated_at=referral.updated_at)
 
 
-async def server_sent_events(turn: Turn) -> AsyncIterator[str]:
+async def server_sent_events(turn: Answer) -> AsyncIterator[str]:
     """Text deltas, then one `reply` event with the whole Reply; the turn was saved before the first.
 
     An async generator: the turn is already computed, and a sync one would hop to a worker thread
