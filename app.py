@@ -29,7 +29,8 @@ from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
 from fastapi.responses import FileResponse, RedirectResponse  # noqa: E402
 
 from assistant.core import Assistant  # noqa: E402
-from assistant.knowledge import KnowledgeError, load_knowledge  # noqa: E402
+from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line  # noqa: E402
+from assistant.knowledge import load_knowledge  # noqa: E402
 from assistant.service import CareService  # noqa: E402
 from assistant.settings import PROJECT_ROOT  # noqa: E402
 from assistant.store import Store, StoreUnavailable  # noqa: E402
@@ -138,13 +139,13 @@ def main() -> None:
     try:
         if workers > 1:
             settings = Settings()
-            load_knowledge(settings.knowledge_dir, settings.shared_dir)
+            load_knowledge(settings.knowledge_dir)
             app = "app:factory"
         else:
             app = factory()
-    except KnowledgeError as error:
-        log.error("start refused, the knowledge is invalid:\n%s", error)
-        raise SystemExit(2) from None
+    except DataFileError as error:
+        log.error("start refused: %s", first_line(error))
+        raise SystemExit(START_REFUSED_EXIT_CODE) from None
     log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
     uvicorn.run(app, factory=workers > 1, host=host, port=port, workers=workers,
                 access_log=False)  # RequestLog logs each request without client addresses

@@ -8,8 +8,8 @@ import logging
 import sys
 import time
 
+from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
 from assistant.knowledge import (
-    KnowledgeError,
     coverage_exceptions,
     coverage_problems,
     load_hospital_ids,
@@ -21,8 +21,8 @@ from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
 
 def cmd_validate(settings: Settings) -> int:
     try:
-        kb = load_knowledge(settings.knowledge_dir, settings.shared_dir)
-    except KnowledgeError as error:
+        kb = load_knowledge(settings.knowledge_dir)
+    except DataFileError as error:
         print(f"invalid knowledge:\n{error}", file=sys.stderr)
         return 1
     exceptions = coverage_exceptions(settings.knowledge_dir)
@@ -75,7 +75,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
     store = Store.open(settings.database)
     if args.action == "create":
-        known = load_hospital_ids(settings.shared_dir / "hospitals.yaml")
+        known = load_hospital_ids(settings.knowledge_dir)
         if args.hospital not in known:
             print(f"unknown hospital id '{args.hospital}'; known: {', '.join(sorted(known))}", file=sys.stderr)
             return 2
@@ -142,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "settings":
         return cmd_settings()
+    try:
+        return run(args)
+    except DataFileError as error:
+        print(f"refused: {first_line(error)}", file=sys.stderr)
+        return START_REFUSED_EXIT_CODE
+
+
+def run(args: argparse.Namespace) -> int:
     settings = Settings()
     started = time.perf_counter()
     if args.command == "validate":

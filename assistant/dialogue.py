@@ -10,16 +10,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, RootModel
 
-from assistant.knowledge import KnowledgeError
+from assistant.datafile import DataFileError, load_yaml
 from assistant.text import normalize, search_tokens
 from assistant.understand import Case, Understander
 
 MAX_QUESTIONS_BEFORE_RECOMMENDING = 2
 AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means age decides
 SUBSTANTIVE_TOKENS = 8  # content words a message needs before retrieval alone can rank departments
+QUESTION_KEYS = ("diagnosis", "organ", "age")  # the questions `question_to_ask` can choose
 
 
 class IntentFile(BaseModel):
@@ -30,6 +30,10 @@ class IntentFile(BaseModel):
     generic_terms: list[str]
 
 
+class QuestionsFile(RootModel[dict[str, str]]):
+    """prompts/questions.yaml: question key -> the words we ask it with."""
+
+
 @dataclass(frozen=True)
 class Intent:
     name: str | None = None
@@ -38,15 +42,18 @@ class Intent:
 
 class Dialogue:
     def __init__(self, intents_path: Path, questions_path: Path) -> None:
-        try:
-            self.config = IntentFile.model_validate(yaml.safe_load(intents_path.read_text(encoding="utf-8")))
-            self.questions: dict[str, str] = yaml.safe_load(questions_path.read_text(encoding="utf-8"))
-            self.patterns = {
-                name: [re.compile(pattern) for pattern in patterns]
-                for name, patterns in self.config.intents.items()
-            }
-        except (ValidationError, yaml.YAMLError, re.error) as error:
-            raise KnowledgeError(f"{intents_path} or {questions_path}: {error}") from error
+        self.config = load_yaml(intents_path, IntentFile)
+        self.questions = load_yaml(questions_path, QuestionsFile).root
+        for key in QUESTION_KEYS:
+            if key not in self.questions:
+                raise DataFileError(f"{questions_path}: field '{key}': missing; the dialogue asks this question")
+        self.patterns: dict[str, list[re.Pattern[str]]] = {}
+        for name, patterns in self.config.intents.items():
+            for i, pattern in enumerate(patterns):
+                try:
+                    self.patterns.setdefault(name, []).append(re.compile(pattern))
+                except re.error as error:
+                    raise DataFileError(f"{intents_path}: field 'intents.{name}.{i}': bad pattern: {error}") from None
         ordinal_words = sorted(self.config.ordinals, key=len, reverse=True)
         alternatives = "|".join(map(re.escape, ordinal_words))
         self.ordinal_pattern = re.compile(rf"(?<![a-z0-9])({alternatives})(?![a-z0-9])")

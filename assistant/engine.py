@@ -43,7 +43,7 @@ class Engine:
     def load(cls, settings: Settings | None = None, embeddings: LocalEmbeddings | None = None) -> Engine:
         set_offline_environment()
         settings = settings or Settings()
-        kb = load_knowledge(settings.knowledge_dir, settings.shared_dir)
+        kb = load_knowledge(settings.knowledge_dir)
         embeddings = embeddings or LocalEmbeddings(settings.embedding_model_dir)
         index = DepartmentIndex(kb, embeddings, settings)
         index.open()

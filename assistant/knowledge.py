@@ -12,22 +12,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, RootModel, field_validator
+
+from assistant.datafile import DataFileError, Strict, load_yaml
 
 PUBLISHED_PATTERN = re.compile(r"^(\d{4}(-\d{2}(-\d{2})?)?|undated)$")
 CHECKED_PATTERN = re.compile(r"^\d{4}-\d{2}$")
-ModelT = TypeVar("ModelT", bound="BaseModel")
-
-
-class KnowledgeError(Exception):
-    """A knowledge file is wrong; the message names the file and the field."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+CONTRACTS = "contracts"  # the project's own copies of the shared contracts: specialty codes, hospital ids
 
 
 class Source(Strict):
@@ -180,24 +173,37 @@ class ChildCodes(Strict):
     child_codes: dict[str, dict[str, float]]
 
 
+class CoverageExceptions(Strict):
+    hospitals_per_code: dict[str, str] = Field(default_factory=dict)
+
+
 class SharedSources(Strict):
     sources: list[Source]
 
 
-@dataclass(frozen=True)
-class Specialty:
+class Specialty(Strict):
     code: str
     name: str
-    scope: str
-    pediatric: bool
+    scope: str = ""
+    pediatric: bool = False
 
 
-@dataclass(frozen=True)
-class HospitalId:
+class SpecialtiesFile(Strict):
+    """contracts/specialties.yaml: the codes every department, vocabulary entry and eval case routes to."""
+
+    adult: list[Specialty] = Field(min_length=1)
+    pediatric: list[Specialty] = Field(min_length=1)
+
+
+class HospitalId(Strict):
     id: str
     name: str
-    zh: str
-    seed: bool
+    zh: str = ""
+    seed: bool = False
+
+
+class HospitalsFile(RootModel[list[HospitalId]]):
+    """contracts/hospitals.yaml: the hospital ids the knowledge must cover, a list at the top level."""
 
 
 @dataclass
@@ -221,53 +227,26 @@ class KnowledgeBase:
         return self.departments[department_id]
 
 
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise KnowledgeError(f"{path}: not valid YAML: {error}") from error
-
-
-def _error_message(path: Path, error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        problems.append(f"{path}: field '{where}': {item['msg']}")
-    return "\n".join(problems)
-
-
-def _parse(model: type[ModelT], path: Path) -> ModelT:
-    data = _read_yaml(path)
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise KnowledgeError(_error_message(path, error)) from error
-    except ValueError as error:
-        raise KnowledgeError(f"{path}: {error}") from error
-
-
-def load_specialties(path: Path) -> dict[str, Specialty]:
-    data = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise KnowledgeError(f"{path}: expected the groups 'adult' and 'pediatric'")
-    specialties = {}
-    for group in data.values():
-        for row in group:
-            specialties[row["code"]] = Specialty(
-                code=row["code"], name=row["name"], scope=row.get("scope", ""),
-                pediatric=bool(row.get("pediatric", False)),
-            )
+def load_specialties(knowledge_dir: Path) -> dict[str, Specialty]:
+    path = knowledge_dir / CONTRACTS / "specialties.yaml"
+    contract = load_yaml(path, SpecialtiesFile)
+    specialties: dict[str, Specialty] = {}
+    for group, rows in (("adult", contract.adult), ("pediatric", contract.pediatric)):
+        for i, row in enumerate(rows):
+            if row.code in specialties:
+                raise DataFileError(f"{path}: field '{group}.{i}.code': '{row.code}' is defined twice")
+            specialties[row.code] = row
     return specialties
 
 
-def load_hospital_ids(path: Path) -> dict[str, HospitalId]:
-    rows = _read_yaml(path)
-    if not isinstance(rows, list):
-        raise KnowledgeError(f"{path}: expected a list of hospitals")
-    return {
-        row["id"]: HospitalId(id=row["id"], name=row["name"], zh=row.get("zh", ""), seed=bool(row.get("seed")))
-        for row in rows
-    }
+def load_hospital_ids(knowledge_dir: Path) -> dict[str, HospitalId]:
+    path = knowledge_dir / CONTRACTS / "hospitals.yaml"
+    rows = load_yaml(path, HospitalsFile).root
+    ids = [row.id for row in rows]
+    for i, row in enumerate(rows):
+        if ids.index(row.id) != i:
+            raise DataFileError(f"{path}: field '{i}.id': '{row.id}' is listed twice")
+    return {row.id: row for row in rows}
 
 
 def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
@@ -282,13 +261,13 @@ def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
 def index_inputs(knowledge_dir: Path) -> list[Path]:
     """The files the department index is built from; other knowledge (safety, dialogue, intake) can change freely."""
     return sorted([*(knowledge_dir / "hospitals").glob("*.yaml"), *(knowledge_dir / "vocabulary").glob("*.yaml"),
-                   knowledge_dir / "sources.yaml"])
+                   *(knowledge_dir / CONTRACTS).glob("*.yaml"), knowledge_dir / "sources.yaml"])
 
 
-def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
-    """Read every file and cross-check references; raise KnowledgeError on the first bad file."""
-    specialties = load_specialties(shared_dir / "specialties.yaml")
-    hospital_ids = load_hospital_ids(shared_dir / "hospitals.yaml")
+def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
+    """Read every file and cross-check references; raise DataFileError on the first bad file."""
+    specialties = load_specialties(knowledge_dir)
+    hospital_ids = load_hospital_ids(knowledge_dir)
 
     sources: dict[str, Source] = {}
     source_files: dict[str, Path] = {}
@@ -296,7 +275,7 @@ def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
     def register(new_sources: list[Source], path: Path) -> None:
         for source in new_sources:
             if source.id in sources:
-                raise KnowledgeError(
+                raise DataFileError(
                     f"{path}: field 'sources.{source.id}': id already defined in {source_files[source.id]}"
                 )
             sources[source.id] = source
@@ -304,14 +283,14 @@ def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
 
     shared_path = knowledge_dir / "sources.yaml"
     if shared_path.exists():
-        register(_parse(SharedSources, shared_path).sources, shared_path)
+        register(load_yaml(shared_path, SharedSources).sources, shared_path)
 
     hospitals: dict[str, Hospital] = {}
     hospital_files: dict[str, Path] = {}
     for path in sorted((knowledge_dir / "hospitals").glob("*.yaml")):
-        hospital = _parse(Hospital, path)
+        hospital = load_yaml(path, Hospital)
         if hospital.id != path.stem:
-            raise KnowledgeError(f"{path}: field 'id': '{hospital.id}' does not match the file name")
+            raise DataFileError(f"{path}: field 'id': '{hospital.id}' does not match the file name")
         register(hospital.sources, path)
         hospitals[hospital.id] = hospital
         hospital_files[hospital.id] = path
@@ -319,7 +298,7 @@ def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
     intake: dict[str, IntakeGuide] = {}
     intake_files: dict[str, Path] = {}
     for path in sorted((knowledge_dir / "intake").glob("*.yaml")):
-        guide = _parse(IntakeGuide, path)
+        guide = load_yaml(path, IntakeGuide)
         register(guide.sources, path)
         intake[guide.topic] = guide
         intake_files[guide.topic] = path
@@ -329,9 +308,9 @@ def load_knowledge(knowledge_dir: Path, shared_dir: Path) -> KnowledgeBase:
     child_codes: dict[str, dict[str, float]] = {}
     for path in sorted(vocab_dir.glob("*.yaml")):
         if path.name == "child_codes.yaml":
-            child_codes = _parse(ChildCodes, path).child_codes
+            child_codes = load_yaml(path, ChildCodes).child_codes
             continue
-        vocabulary.extend(_parse(VocabularyFile, path).entries)
+        vocabulary.extend(load_yaml(path, VocabularyFile).entries)
 
     base = KnowledgeBase(
         hospitals=hospitals,
@@ -358,12 +337,12 @@ def _check_references(
     def check_sources(path: Path, where: str, ids: list[str]) -> None:
         for source_id in ids:
             if source_id not in base.sources:
-                raise KnowledgeError(f"{path}: field '{where}.sources': unknown source id '{source_id}'")
+                raise DataFileError(f"{path}: field '{where}.sources': unknown source id '{source_id}'")
 
     for hospital_id, hospital in base.hospitals.items():
         path = hospital_files[hospital_id]
         if hospital_id not in base.hospital_ids:
-            raise KnowledgeError(f"{path}: field 'id': '{hospital_id}' is not in shared/hospitals.yaml")
+            raise DataFileError(f"{path}: field 'id': '{hospital_id}' is not in contracts/hospitals.yaml")
         for i, claim in enumerate(hospital.about):
             check_sources(path, f"about.{i}", claim.sources)
         for i, campus in enumerate(hospital.campuses):
@@ -374,24 +353,24 @@ def _check_references(
         for d, dept in enumerate(hospital.departments):
             where = f"departments.{d}"
             if not dept.id.startswith(f"{hospital_id}/") or dept.id in seen:
-                raise KnowledgeError(
+                raise DataFileError(
                     f"{path}: field '{where}.id': '{dept.id}' must be unique and start with '{hospital_id}/'"
                 )
             seen.add(dept.id)
             for code in dept.specialties:
                 if code not in base.specialties:
-                    raise KnowledgeError(f"{path}: field '{where}.specialties': unknown code '{code}'")
+                    raise DataFileError(f"{path}: field '{where}.specialties': unknown code '{code}'")
                 if base.specialties[code].pediatric and not hospital.treats_children:
-                    raise KnowledgeError(
+                    raise DataFileError(
                         f"{path}: field '{where}.specialties': pediatric code '{code}' "
                         "in a hospital that does not treat children"
                     )
                 if base.specialties[code].pediatric and dept.audience == "adult":
-                    raise KnowledgeError(
+                    raise DataFileError(
                         f"{path}: field '{where}.audience': pediatric code '{code}' on an adult department"
                     )
             if dept.audience != "adult" and not hospital.treats_children:
-                raise KnowledgeError(f"{path}: field '{where}.audience': hospital does not treat children")
+                raise DataFileError(f"{path}: field '{where}.audience': hospital does not treat children")
             check_sources(path, where, dept.sources)
             for kind, items in (("known_for", dept.known_for), ("programmes", dept.programmes),
                                 ("intake_notes", dept.intake_notes), ("rankings", dept.rankings)):
@@ -399,7 +378,7 @@ def _check_references(
                     check_sources(path, f"{where}.{kind}.{i}", item.sources)
             for i, place in enumerate(dept.rankings):
                 if place.code not in base.specialties:
-                    raise KnowledgeError(f"{path}: field '{where}.rankings.{i}.code': unknown code '{place.code}'")
+                    raise DataFileError(f"{path}: field '{where}.rankings.{i}.code': unknown code '{place.code}'")
 
     for topic, guide in base.intake.items():
         for i, step in enumerate(guide.steps):
@@ -408,11 +387,11 @@ def _check_references(
     for entry in base.vocabulary:
         for code in entry.codes:
             if code not in base.specialties:
-                raise KnowledgeError(f"{vocab_dir}: term '{entry.term}': unknown code '{code}'")
+                raise DataFileError(f"{vocab_dir}: term '{entry.term}': unknown code '{code}'")
     for adult_code, targets in base.child_codes.items():
         for code in [adult_code, *targets]:
             if code not in base.specialties:
-                raise KnowledgeError(f"{vocab_dir / 'child_codes.yaml'}: field '{adult_code}': unknown code '{code}'")
+                raise DataFileError(f"{vocab_dir / 'child_codes.yaml'}: field '{adult_code}': unknown code '{code}'")
 
 
 # --- review rules beyond the schema: what `python -m assistant validate` checks ---------------
@@ -470,8 +449,7 @@ def unsourced_sensitive_text(kb: KnowledgeBase) -> list[str]:
 def coverage_exceptions(knowledge_dir: Path) -> dict[str, str]:
     """Codes allowed fewer hospitals than the rule, each with the reason the sources give."""
     path = knowledge_dir / "coverage_exceptions.yaml"
-    data = _read_yaml(path) if path.exists() else None
-    return dict((data or {}).get("hospitals_per_code") or {})
+    return dict(load_yaml(path, CoverageExceptions).hospitals_per_code) if path.exists() else {}
 
 
 def coverage_problems(kb: KnowledgeBase, exceptions: dict[str, str] | None = None) -> list[str]:

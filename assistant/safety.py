@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.knowledge import KnowledgeError
+from assistant.datafile import DataFileError, load_yaml
 from assistant.text import cjk_share, normalize
 
 Level = Literal["emergency", "urgent", "routine"]
@@ -109,13 +108,6 @@ def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
     return any(pattern.search(text) for pattern in patterns)
 
 
-def _load(model: type[BaseModel], path: Path):
-    try:
-        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (ValidationError, yaml.YAMLError) as error:
-        raise KnowledgeError(f"{path}: {error}") from error
-
-
 @dataclass
 class Clause:
     text: str
@@ -140,9 +132,9 @@ class SafetyChecker:
     @classmethod
     def from_dir(cls, safety_dir: Path, embed=None) -> SafetyChecker:
         checker = cls(
-            rules_file=_load(RedFlagFile, safety_dir / "red_flags.yaml"),
-            exemplars=_load(ExemplarFile, safety_dir / "exemplars.yaml"),
-            scope=_load(ScopeFile, safety_dir / "scope.yaml"),
+            rules_file=load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
+            exemplars=load_yaml(safety_dir / "exemplars.yaml", ExemplarFile),
+            scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
             embed=embed,
         )
         checker._compile_all(safety_dir)
@@ -164,11 +156,11 @@ class SafetyChecker:
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
         except re.error as error:
-            raise KnowledgeError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
+            raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
         for rule in self.rules_file.rules:
             for term in rule.all:
                 if term not in self.terms:
-                    raise KnowledgeError(
+                    raise DataFileError(
                         f"{safety_dir / 'red_flags.yaml'}: rule '{rule.family}' uses unknown term '{term}'"
                     )
         if self.embed is not None:

@@ -54,10 +54,8 @@ class RateLimits(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARE_", env_nested_delimiter="__", extra="ignore")
 
-    knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", description="Hospital profiles, intake guides, vocabulary.")
-    shared_dir: Path = Field(
-        PROJECT_ROOT.parent / "shared", description="The shared contracts (specialties, hospital ids)."
-    )
+    knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", description="Hospital profiles, intake guides, vocabulary, "
+                                 "safety rules and the contracts (specialty codes, hospital ids).")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Reply templates and system prompts.")
     data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index (Chroma) and other state live.")
     chroma_host: str | None = Field(
@@ -118,5 +116,5 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """A short hash of the settings that change answers; stored with evaluation results."""
-        relevant = self.model_dump(mode="json", exclude={"openai_api_key", "data_dir", "shared_dir"})
+        relevant = self.model_dump(mode="json", exclude={"openai_api_key", "data_dir"})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     set_offline_environment()
     settings = Settings()
-    kb = load_knowledge(settings.knowledge_dir, settings.shared_dir)
+    kb = load_knowledge(settings.knowledge_dir)
     embeddings = LocalEmbeddings()
     profiles = [chunk for chunk in build_chunks(kb) if chunk.claim == -1]
     base = embeddings.encode([chunk.text for chunk in profiles]).astype(np.float32)

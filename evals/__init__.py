@@ -1,1 +1,1 @@
-"""Evaluation runner: case files in, results and scores out (format: ../shared/eval-format.md)."""
+"""Evaluation runner: case files in, results and scores out (format: evals/FORMAT.md)."""

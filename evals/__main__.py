@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
 from assistant.settings import Settings, set_offline_environment
 from evals.cases import read_cases
 from evals.metrics import compute_metrics
@@ -86,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     baselines.add_argument("--out", help="also write the Markdown table here")
     args = parser.parse_args(argv)
     commands_by_name = {"run": cmd_run, "report": cmd_report, "baselines": cmd_baselines}
-    return commands_by_name[args.command](args)
+    try:
+        return commands_by_name[args.command](args)
+    except DataFileError as error:
+        print(f"refused: {first_line(error)}", file=sys.stderr)
+        return START_REFUSED_EXIT_CODE
 
 
 if __name__ == "__main__":

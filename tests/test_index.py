@@ -14,8 +14,6 @@ from assistant.index import DepartmentIndex, build_chunks
 from assistant.knowledge import load_knowledge
 from assistant.settings import PROJECT_ROOT, Settings
 
-SHARED = PROJECT_ROOT.parent / "shared"
-
 
 def test_every_department_has_a_profile_chunk_and_one_chunk_per_claim(kb):
     chunks = build_chunks(kb)
@@ -27,7 +25,7 @@ def test_every_department_has_a_profile_chunk_and_one_chunk_per_claim(kb):
 
 def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, embeddings):
     settings = Settings(data_dir=tmp_path)
-    kb = load_knowledge(settings.knowledge_dir, SHARED)
+    kb = load_knowledge(settings.knowledge_dir)
     first = DepartmentIndex(kb, embeddings, settings).open()
     second = DepartmentIndex(kb, embeddings, settings).open()
     assert not first.reused and second.reused
@@ -38,12 +36,12 @@ def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, kn
     import chromadb
 
     settings = Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge_copy)
-    old = DepartmentIndex(load_knowledge(knowledge_copy, SHARED), embeddings, settings).open()
+    old = DepartmentIndex(load_knowledge(knowledge_copy), embeddings, settings).open()
     path = knowledge_copy / "hospitals" / "sphic.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["departments"][0]["summary"] += " Also heavy ions for children."
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    new = DepartmentIndex(load_knowledge(knowledge_copy, SHARED), embeddings, settings).open()
+    new = DepartmentIndex(load_knowledge(knowledge_copy), embeddings, settings).open()
     assert new.collection != old.collection and not new.reused
     names = {c.name for c in chromadb.PersistentClient(path=str(settings.chroma_dir)).list_collections()}
     assert names == {new.collection}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from assistant.datafile import DataFileError
 from assistant.knowledge import (
-    KnowledgeError,
     coverage_exceptions,
     coverage_problems,
     load_knowledge,
@@ -18,12 +18,10 @@ from assistant.knowledge import (
 )
 from assistant.settings import PROJECT_ROOT
 
-SHARED = PROJECT_ROOT.parent / "shared"
-
 
 @pytest.fixture(scope="module")
 def real_kb():
-    return load_knowledge(PROJECT_ROOT / "knowledge", SHARED)
+    return load_knowledge(PROJECT_ROOT / "knowledge")
 
 
 def _edit(path: Path, change) -> None:
@@ -32,7 +30,7 @@ def _edit(path: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
-def test_every_hospital_id_in_the_shared_list_has_a_profile(real_kb):
+def test_every_hospital_id_in_the_contract_has_a_profile(real_kb):
     assert set(real_kb.hospitals) == set(real_kb.hospital_ids)
 
 
@@ -62,7 +60,7 @@ def test_the_sensitive_text_scan_catches_each_kind_of_invented_detail(knowledge_
     path = knowledge_copy / "hospitals" / "ruijin.yaml"
     _edit(path, lambda data: data["departments"][0]["known_for"].extend(
         {"text": text, "sources": data["departments"][0]["sources"][:1]} for text in invented))
-    problems = unsourced_sensitive_text(load_knowledge(knowledge_copy, SHARED))
+    problems = unsourced_sensitive_text(load_knowledge(knowledge_copy))
     found = " ".join(problems)
     for label in ("phone number", "e-mail address", "price", "rate", "waiting time"):
         assert label in found, f"{label} not caught: {problems}"
@@ -100,8 +98,8 @@ def test_pediatric_departments_belong_to_hospitals_that_treat_children(real_kb):
 def test_a_missing_field_names_the_file_and_the_field(knowledge_copy):
     path = knowledge_copy / "hospitals" / "renji.yaml"
     _edit(path, lambda data: data["departments"][0].pop("audience"))
-    with pytest.raises(KnowledgeError) as error:
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError) as error:
+        load_knowledge(knowledge_copy)
     assert "renji.yaml" in str(error.value)
     assert "departments.0.audience" in str(error.value)
 
@@ -109,8 +107,8 @@ def test_a_missing_field_names_the_file_and_the_field(knowledge_copy):
 def test_an_unknown_source_id_names_the_file_and_the_claim(knowledge_copy):
     path = knowledge_copy / "hospitals" / "huashan.yaml"
     _edit(path, lambda data: data["departments"][1]["known_for"].append({"text": "x", "sources": ["no-such-source"]}))
-    with pytest.raises(KnowledgeError) as error:
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError) as error:
+        load_knowledge(knowledge_copy)
     assert "huashan.yaml" in str(error.value) and "no-such-source" in str(error.value)
     assert "departments.1.known_for" in str(error.value)
 
@@ -118,42 +116,42 @@ def test_an_unknown_source_id_names_the_file_and_the_claim(knowledge_copy):
 def test_an_unknown_specialty_code_is_rejected(knowledge_copy):
     path = knowledge_copy / "hospitals" / "ruijin.yaml"
     _edit(path, lambda data: data["departments"][0]["specialties"].append("astrology"))
-    with pytest.raises(KnowledgeError, match=r"ruijin\.yaml.*departments\.0\.specialties.*astrology"):
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError, match=r"ruijin\.yaml.*departments\.0\.specialties.*astrology"):
+        load_knowledge(knowledge_copy)
 
 
 def test_a_pediatric_code_in_an_adult_only_hospital_is_rejected(knowledge_copy):
     path = knowledge_copy / "hospitals" / "chest_hospital.yaml"
     _edit(path, lambda data: data["departments"][0]["specialties"].append("neonatology"))
-    with pytest.raises(KnowledgeError, match=r"chest_hospital\.yaml.*neonatology"):
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError, match=r"chest_hospital\.yaml.*neonatology"):
+        load_knowledge(knowledge_copy)
 
 
 def test_a_malformed_date_names_the_source_field(knowledge_copy):
     path = knowledge_copy / "hospitals" / "zhongshan.yaml"
     _edit(path, lambda data: data["sources"][0].update(published="last spring"))
-    with pytest.raises(KnowledgeError, match=r"zhongshan\.yaml.*sources\.0\.published"):
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError, match=r"zhongshan\.yaml.*sources\.0\.published"):
+        load_knowledge(knowledge_copy)
 
 
 def test_invalid_yaml_names_the_file(knowledge_copy):
     (knowledge_copy / "hospitals" / "eent.yaml").write_text("id: eent\n  name: [broken", encoding="utf-8")
-    with pytest.raises(KnowledgeError, match=r"eent\.yaml.*not valid YAML"):
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError, match=r"eent\.yaml.*not valid YAML"):
+        load_knowledge(knowledge_copy)
 
 
 def test_a_vocabulary_weight_out_of_range_is_rejected(knowledge_copy):
     path = next((knowledge_copy / "vocabulary").glob("[!c]*.yaml"))
     _edit(path, lambda data: data["entries"][0]["codes"].update(hematology=3.0))
-    with pytest.raises(KnowledgeError, match=rf"{path.name}.*entries\.0\.codes"):
-        load_knowledge(knowledge_copy, SHARED)
+    with pytest.raises(DataFileError, match=rf"{path.name}.*entries\.0\.codes"):
+        load_knowledge(knowledge_copy)
 
 
 def test_the_fingerprint_changes_exactly_when_the_knowledge_changes(knowledge_copy, real_kb):
-    same = load_knowledge(knowledge_copy, SHARED)
+    same = load_knowledge(knowledge_copy)
     assert same.fingerprint == real_kb.fingerprint
     _edit(knowledge_copy / "hospitals" / "renji.yaml", lambda data: data.update(summary=data["summary"] + " More."))
-    assert load_knowledge(knowledge_copy, SHARED).fingerprint != real_kb.fingerprint
+    assert load_knowledge(knowledge_copy).fingerprint != real_kb.fingerprint
 
 
 def test_validate_command_passes_on_the_real_knowledge(capsys):

@@ -111,14 +111,14 @@ def test_an_emergency_inside_a_prompt_injection_is_still_an_emergency(assistant)
 
 
 def test_a_broken_rule_file_names_the_file(tmp_path):
-    from assistant.knowledge import KnowledgeError
+    from assistant.datafile import DataFileError
     from assistant.safety import SafetyChecker
     from assistant.settings import PROJECT_ROOT
 
     for name in ("red_flags.yaml", "exemplars.yaml", "scope.yaml"):
         (tmp_path / name).write_text((PROJECT_ROOT / "knowledge" / "safety" / name).read_text(encoding="utf-8"))
     (tmp_path / "red_flags.yaml").write_text("terms: {a: ['(unclosed']}\nrules: []\ncontext: {}\n")
-    with pytest.raises(KnowledgeError, match="red_flags.yaml"):
+    with pytest.raises(DataFileError, match="red_flags.yaml"):
         SafetyChecker.from_dir(tmp_path)
 
 
