@@ -1,71 +1,61 @@
-"""The loaded engine: knowledge, model, index, understanding and matching, warmed up once.
+"""The loaded engine: knowledge, embedder, index and the steps that read a message, built once per process.
 
-Heavy things (the embedding model, Chroma) load in `Engine.load`, never at import, so
-importing the package is cheap and a web app can report readiness honestly.
+Heavy things (the embedding model, Chroma, the safety exemplars' vectors) are loaded by
+`assistant.build.build_engine`, never at import, so importing the package is cheap and a web app can
+report readiness honestly. Several assistants (template or model phrasing) can share one engine.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
-from assistant.index import DepartmentIndex, IndexStats, LocalEmbeddings
-from assistant.knowledge import KnowledgeBase, load_knowledge
-from assistant.match import Candidate, Matcher
-from assistant.settings import Settings, set_offline_environment
-from assistant.understand import Case, Understander
+from assistant.case import Case
+from assistant.knowledge import KnowledgeBase
+from assistant.reply import Recommendation
+from assistant.retrieval.embedder import Embedder
+from assistant.retrieval.index import DepartmentIndex, IndexStats
+from assistant.retrieval.match import Matcher
+from assistant.settings import Settings
+from assistant.turn.dialogue import Dialogue
+from assistant.turn.message import Message
+from assistant.turn.safety import SafetyChecker
+from assistant.turn.understand import Understander
 
-log = logging.getLogger(__name__)
 
-
-@dataclass
+@dataclass(frozen=True)
 class MatchResult:
     case: Case
-    candidates: list[Candidate]
+    recommendations: list[Recommendation]
     seconds: float
 
 
+@dataclass(frozen=True)
 class Engine:
-    def __init__(self, settings: Settings, kb: KnowledgeBase, embeddings: LocalEmbeddings,
-                 index: DepartmentIndex) -> None:
-        self.settings = settings
-        self.kb = kb
-        self.embeddings = embeddings
-        self.index = index
-        self.understander = Understander(kb)
-        self.matcher = Matcher(kb, index, self.understander, settings.weights)
-        # one turn embeds its message for safety and the case for matching: usually the same text
-        self._embed = lru_cache(maxsize=1024)(lambda text: tuple(embeddings.embed_query(text)))
-
-    @classmethod
-    def load(cls, settings: Settings | None = None, embeddings: LocalEmbeddings | None = None) -> Engine:
-        set_offline_environment()
-        settings = settings or Settings()
-        kb = load_knowledge(settings.knowledge_dir)
-        embeddings = embeddings or LocalEmbeddings(settings.embedding_model_dir)
-        index = DepartmentIndex(kb, embeddings, settings)
-        index.open()
-        return cls(settings, kb, embeddings, index)
+    settings: Settings
+    kb: KnowledgeBase
+    embedder: Embedder
+    index: DepartmentIndex
+    safety: SafetyChecker
+    understander: Understander
+    dialogue: Dialogue
+    matcher: Matcher
 
     @property
     def index_stats(self) -> IndexStats | None:
         return self.index.stats
 
-    def embed(self, text: str) -> list[float]:
-        return list(self._embed(text))
+    def read(self, text: str) -> Message:
+        return Message.read(text, self.embedder)
 
-    def forget_embeddings(self) -> None:
-        """Benchmarks call this so a repeated message pays for its embedding like a new one."""
-        self._embed.cache_clear()
-
-    def rank(self, case: Case, hospital_id: str | None = None) -> list[Candidate]:
-        return self.matcher.rank(case, self.embed(case.search_text), hospital_id, self.settings.candidates)
+    def rank(self, case: Case, message: Message, hospital_id: str | None = None) -> list[Recommendation]:
+        return self.matcher.rank(case, message, hospital_id, self.settings.candidates)
 
     def match(self, text: str, hospital_id: str | None = None) -> MatchResult:
         """One message, no conversation: what `python -m assistant match` and the ranking tests use."""
         started = time.perf_counter()
-        case = self.understander.update(Case(), text)
-        candidates = self.rank(case, hospital_id)
-        return MatchResult(case, candidates, time.perf_counter() - started)
+        message = self.read(text)
+        case = Case()
+        case.add(self.understander.read(message))
+        recommendations = self.rank(case, message, hospital_id)
+        return MatchResult(case, recommendations, time.perf_counter() - started)

@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -219,7 +220,7 @@ class KnowledgeBase:
     hospital_ids: dict[str, HospitalId]
     fingerprint: str
 
-    @property
+    @cached_property
     def departments(self) -> dict[str, Department]:
         return {dept.id: dept for hospital in self.hospitals.values() for dept in hospital.departments}
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+Level = Literal["emergency", "urgent", "routine"]
+SEVERITY: dict[str, int] = {"routine": 0, "urgent": 1, "emergency": 2}
 
 
-class EvidenceItem(BaseModel):
+class Evidence(BaseModel):
+    """A sentence from the knowledge and the source that says it."""
+
     source_id: str
     quote: str
 
 
 class Recommendation(BaseModel):
+    """A ranked department: what the matcher found, what the cards show and what the API returns."""
+
     hospital_id: str
     department_id: str
-    specialties: list[str]
+    specialties: list[str]  # the code it matched first
     score: float
     why: str
-    evidence: list[EvidenceItem]
+    evidence: list[Evidence]
+    signals: dict[str, float] = Field(default_factory=dict)  # specialty, dense, lexical, reputation
 
 
 class IntakeItem(BaseModel):
@@ -30,7 +38,7 @@ class IntakeItem(BaseModel):
 
 class Reply(BaseModel):
     text: str
-    triage: Literal["emergency", "urgent", "routine"]
+    triage: Level
     out_of_scope: bool
     recommendations: list[Recommendation]
     question: str | None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from assistant.core import Assistant, Conversation, TextDelta
+from assistant.conversation import Conversation
+from assistant.flow import Assistant, TextDelta
 from assistant.reply import ReferralSummary, Reply
-from assistant.store import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
+from assistant.store.database import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
 
 SAVE_ATTEMPTS = 3
 log = logging.getLogger(__name__)  # short ids and counts only: never text, contacts or a whole conversation id
@@ -33,7 +34,8 @@ class Invalid(Exception):
 
 @dataclass(frozen=True)
 class Answer:
-    """One answered message: the text pieces as streamed, then the whole reply (core.Turn is the history entry)."""
+    """One answered message: the text pieces as streamed, then the whole reply (conversation.Turn is the
+    history entry)."""
 
     deltas: list[str]
     reply: Reply
@@ -66,13 +68,11 @@ class CareService:
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
             conv = stored.conversation
-            deltas, reply = [], None
-            for event in self.assistant.stream(conv, text):
-                if isinstance(event, TextDelta):
-                    deltas.append(event.text)
-                else:
-                    reply = event
-            assert reply is not None
+            events = list(self.assistant.stream(conv, text))
+            deltas = [event.text for event in events if isinstance(event, TextDelta)]
+            reply = events[-1]
+            if not isinstance(reply, Reply):
+                raise RuntimeError("a turn's stream must end with its Reply")
             if not text.strip():
                 return Answer(deltas, reply)  # the friendly prompt for an empty message changes nothing
             try:
@@ -83,7 +83,7 @@ class CareService:
             except ConversationChanged:
                 if attempt == SAVE_ATTEMPTS - 1:
                     raise
-        raise AssertionError("unreachable")
+        raise ConversationChanged(conversation_id)  # only reached with SAVE_ATTEMPTS == 0
 
     def delete(self, conversation_id: str) -> None:
         if not self.store.delete_conversation(conversation_id):

@@ -31,10 +31,15 @@ def has_cjk(text: str) -> bool:
     return bool(CJK_RUN.search(text))
 
 
-def cjk_share(text: str) -> float:
-    """Share of letters that are Chinese: tells a Chinese message from an English one with a Chinese name."""
-    cjk = sum(len(run) for run in CJK_RUN.findall(text))
-    latin = sum(len(word) for word in WORD.findall(normalize(text)))
+def letter_counts(raw: str, normalized: str | None = None) -> tuple[int, int]:
+    """Chinese characters and Latin letters: their share tells a Chinese message from an English one
+    with a Chinese name. Counts add up over messages, so a case's share needs no re-reading."""
+    cjk = sum(len(run) for run in CJK_RUN.findall(raw))
+    latin = sum(len(word) for word in WORD.findall(normalize(raw) if normalized is None else normalized))
+    return cjk, latin
+
+
+def share_of_chinese(cjk: int, latin: int) -> float:
     return cjk / (cjk + latin) if cjk + latin else 0.0
 
 
@@ -48,7 +53,11 @@ def _stem(word: str) -> str:
 
 def search_tokens(text: str) -> list[str]:
     """Tokens for lexical search: stemmed words without stopwords, and Chinese bigrams."""
-    normalized = normalize(text)
+    return tokens_of_normalized(normalize(text))
+
+
+def tokens_of_normalized(normalized: str) -> list[str]:
+    """`search_tokens` of text that `normalize` has already read."""
     tokens = [_stem(word) for word in WORD.findall(normalized) if word not in STOPWORDS]
     for run in CJK_RUN.findall(normalized):
         if len(run) == 1:

@@ -20,10 +20,10 @@ RUNS = 3
 FIRST_ANSWER = """
 import json, time
 started = time.perf_counter()
-from assistant.core import Assistant
+from assistant.build import build_assistant
 from assistant.settings import Settings
 import sys
-assistant = Assistant.from_settings(Settings(data_dir=sys.argv[1]))
+assistant = build_assistant(Settings(data_dir=sys.argv[1]))
 loaded = time.perf_counter()
 assistant.reply(assistant.start(), "I'm 62 and my multiple myeloma relapsed twice")
 stats = assistant.engine.index_stats

@@ -10,7 +10,6 @@ Run: `python -m benchmarks.http_latency`.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import httpx
 
 from benchmarks.results import write_results
 from benchmarks.serve import free_port, healthz_answers, wait_until_ready
+from evals.metrics import percentile
 
 ROOT = Path(__file__).parent.parent
 CONVERSATIONS = 30
@@ -37,10 +37,6 @@ def story(n: int) -> tuple[str, ...]:
     first, *rest = STORIES[n % len(STORIES)]
     return (first.format(n=20 + n), *rest)
 
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
@@ -81,9 +77,9 @@ def timed_turns(base: str) -> dict[str, list[float]]:
 
 def engine_turn_ms() -> tuple[list[float], list[float]]:
     """The same turns through `Assistant.reply` in this process: first messages and follow-ups."""
-    from assistant.core import Assistant
+    from assistant.build import build_assistant
 
-    assistant = Assistant.from_settings()
+    assistant = build_assistant()
     first_ms, follow_up_ms = [], []
     for n in range(CONVERSATIONS):
         conv = assistant.start()
@@ -106,7 +102,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
     first_ms, follow_up_ms = engine_turn_ms()
-    floors = {"first": statistics.median(first_ms), "follow-up": statistics.median(follow_up_ms)}
+    floors = {"first": percentile(first_ms, 0.5), "follow-up": percentile(follow_up_ms, 0.5)}
     rows |= {"engine, first message (in process)": first_ms, "engine, follow-up (in process)": follow_up_ms}
     data = {"cold_start_to_healthz_s": cold_s, "conversations": CONVERSATIONS,
             "rows": {name: {"p50_ms": percentile(v, 0.5), "p95_ms": percentile(v, 0.95), "n": len(v)}

@@ -46,6 +46,7 @@ import httpx
 
 from benchmarks.results import write_results
 from benchmarks.serve import ServerDidNotStart, free_port, healthz_answers, wait_until_ready
+from evals.metrics import percentile
 
 ROOT = Path(__file__).parent.parent
 TIMEOUT_S = 30.0
@@ -96,12 +97,6 @@ def conversation_script(n: int, rng: random.Random) -> list[tuple[str, bool]]:
     sse_turn = rng.randrange(2)
     return [(first_message(n), False)] + [(text, i == sse_turn) for i, text in enumerate(follow_ups)]
 
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def require_loopback(host: str) -> None:
@@ -232,9 +227,13 @@ def summarize(samples: list[Sample], window: Window, seconds: float) -> dict:
     creates_ms = [(s.ended - s.started) * 1000 for s in started if s.kind == "create" and s.error is None]
     completed = sum(1 for s in samples if s.error is None and window.ended_in(s))
     errors = Counter(s.error for s in started if s.error is not None)
+    def at(values: list[float], share: float) -> float:
+        found = percentile(values, share)
+        return float("nan") if found is None else found  # nothing completed: shown as nan, not a crash
+
     return {"requests": completed, "req_per_s": completed / seconds, "turns": len(turns_ms),
-            "turn_p50_ms": percentile(turns_ms, 0.5), "turn_p95_ms": percentile(turns_ms, 0.95),
-            "turn_p99_ms": percentile(turns_ms, 0.99), "create_p50_ms": percentile(creates_ms, 0.5),
+            "turn_p50_ms": at(turns_ms, 0.5), "turn_p95_ms": at(turns_ms, 0.95),
+            "turn_p99_ms": at(turns_ms, 0.99), "create_p50_ms": at(creates_ms, 0.5),
             "started": len(started), "errors": sum(errors.values()),
             "error_rate": sum(errors.values()) / len(started) if started else 0.0, "error_kinds": dict(errors)}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.index import CHROMA_MAX_BATCH, LocalEmbeddings, build_chunks
 from assistant.knowledge import load_knowledge
+from assistant.retrieval.embedder import PackagedMiniLM
+from assistant.retrieval.index import CHROMA_MAX_BATCH, build_chunks
 from assistant.settings import Settings, set_offline_environment
 from benchmarks.results import write_results
 from benchmarks.serve import ServerDidNotStart, free_port, wait_until_ready
+from evals.metrics import percentile
 
 QUERIES = 60
 HOSPITALS = 200
@@ -63,9 +64,8 @@ def measure(client, vectors: np.ndarray, metadatas: list[dict], queries: np.ndar
             timings[label].append((time.perf_counter() - started) * 1000)
     row = {"build_s": round(build, 2)}
     for label, values in timings.items():
-        ordered = sorted(values)
-        row[f"{label} p50 ms"] = round(statistics.median(ordered), 2)
-        row[f"{label} p95 ms"] = round(ordered[int(0.95 * (len(ordered) - 1))], 2)
+        row[f"{label} p50 ms"] = percentile(values, 0.5)
+        row[f"{label} p95 ms"] = percentile(values, 0.95)
     return row
 
 
@@ -101,11 +101,11 @@ def main() -> None:
     set_offline_environment()
     settings = Settings()
     kb = load_knowledge(settings.knowledge_dir)
-    embeddings = LocalEmbeddings()
+    embedder = PackagedMiniLM()
     profiles = [chunk for chunk in build_chunks(kb) if chunk.claim == -1]
-    base = embeddings.encode([chunk.text for chunk in profiles]).astype(np.float32)
+    base = embedder.embed([chunk.text for chunk in profiles]).astype(np.float32)
     audiences = [chunk.audience for chunk in profiles]
-    queries = embeddings.encode([f"patient looking for {name}" for name in
+    queries = embedder.embed([f"patient looking for {name}" for name in
                                  [spec.name for spec in kb.specialties.values()]][: args.queries]).astype(np.float32)
 
     def quiet() -> ChromaSettings:

@@ -7,11 +7,11 @@ p50/p95 and as ratios to the floor. Run: `python -m benchmarks.turn_latency`.
 
 from __future__ import annotations
 
-import statistics
 import time
 
-from assistant.core import Assistant
+from assistant.build import build_assistant
 from benchmarks.results import write_results
+from evals.metrics import percentile
 
 MESSAGES = [
     "I'm 62 and my multiple myeloma relapsed twice, I want CAR-T",
@@ -28,20 +28,15 @@ MESSAGES = [
 ROUNDS = 5
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
-
-def timed(function, text: str, engine) -> float:
-    engine.forget_embeddings()
+def timed(function, text: str) -> float:
     started = time.perf_counter()
     function(text)
     return (time.perf_counter() - started) * 1000
 
 
 def main() -> None:
-    assistant = Assistant.from_settings()
+    assistant = build_assistant()
     engine = assistant.engine
     for text in MESSAGES:  # warm-up: first calls pay for lazy initialisation
         engine.match(text)
@@ -49,10 +44,10 @@ def main() -> None:
     floor, match, reply = [], [], []
     for _ in range(ROUNDS):
         for text in MESSAGES:
-            floor.append(timed(lambda t: engine.embeddings.encode([t]), text, engine))
-            match.append(timed(engine.match, text, engine))
-            reply.append(timed(lambda t: assistant.reply(assistant.start(), t), text, engine))
-    rows = {name: {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(percentile(values, 0.95), 2)}
+            floor.append(timed(lambda t: engine.embedder.embed([t]), text))
+            match.append(timed(engine.match, text))
+            reply.append(timed(lambda t: assistant.reply(assistant.start(), t), text))
+    rows = {name: {"p50_ms": percentile(values, 0.5), "p95_ms": percentile(values, 0.95)}
             for name, values in (("embedding (floor)", floor), ("match", match), ("reply (template)", reply))}
     floor_p50 = rows["embedding (floor)"]["p50_ms"]
     for row in rows.values():

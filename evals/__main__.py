@@ -25,14 +25,14 @@ def summary_table(metrics: dict) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from assistant.core import Assistant
+    from assistant.build import build_assistant
     from evals.runner import progress_bar, run_cases
 
     case_file = read_cases(Path(args.cases))
     for problem in case_file.problems:
         print(problem, file=sys.stderr)
     settings = Settings()
-    assistant = Assistant.from_settings(settings)
+    assistant = build_assistant(settings)
     results = run_cases(assistant, case_file.cases, progress=progress_bar)
     cases = {case.id: case.model_dump(exclude_none=True) for case in case_file.cases}
     metrics = compute_metrics(results, cases)
@@ -57,13 +57,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    from assistant.core import Assistant
+    from assistant.build import build_assistant
     from evals.baselines import compare, markdown_table
 
     case_file = read_cases(Path(args.cases))
     for problem in case_file.problems:
         print(problem, file=sys.stderr)
-    table = markdown_table(compare(Assistant.from_settings(), case_file.cases))
+    table = markdown_table(compare(build_assistant(), case_file.cases))
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n", encoding="utf-8")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from assistant.core import Assistant
+from assistant.flow import Assistant
 from evals.cases import EvalCase
 from evals.metrics import compute_metrics
 from evals.runner import run_cases
@@ -51,7 +51,7 @@ def baselines(assistant: Assistant) -> dict[str, Ranker]:
 
     def dense(text: str, widget: str | None) -> list[str]:
         where = {"hospital_id": widget} if widget else None
-        scores = index.dense(index.embeddings.embed_query(text), k=200, where=where)
+        scores = index.dense(index.embedder.embed([text])[0], k=200, where=where)
         return departments_in_order(sorted(scores, key=scores.get, reverse=True))
 
     def lexical(text: str, widget: str | None) -> list[str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 
 def share(hits: Iterable[bool]) -> float | None:
     values = list(hits)
@@ -14,13 +16,11 @@ def share(hits: Iterable[bool]) -> float | None:
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
+    """The one percentile of the project (evaluations and benchmarks): linear interpolation between ranks,
+    numpy's default, so a p95 in the README means the same statistic wherever it was measured."""
     if not values:
         return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 2)
+    return round(float(np.percentile(values, fraction * 100, method="linear")), 2)
 
 
 def compute_metrics(results: list[dict], cases: dict[str, dict]) -> dict[str, float | None]:

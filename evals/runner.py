@@ -6,9 +6,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from assistant.core import Assistant
-from assistant.reply import Reply
-from assistant.safety import SEVERITY
+from assistant.flow import Assistant
+from assistant.reply import SEVERITY, Reply
 from evals.cases import EvalCase
 from evals.metrics import passed
 

@@ -70,17 +70,18 @@ def settings(session_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def embeddings():
-    from assistant.index import LocalEmbeddings
+def embedder():
+    """The packaged MiniLM: for every test whose answer depends on meaning (ranking, triage, scope)."""
+    from assistant.retrieval.embedder import PackagedMiniLM
 
-    return LocalEmbeddings()
+    return PackagedMiniLM()
 
 
 @pytest.fixture(scope="session")
-def engine(settings: Settings, embeddings):
-    from assistant.engine import Engine
+def engine(settings: Settings, embedder):
+    from assistant.build import build_engine
 
-    return Engine.load(settings, embeddings=embeddings)
+    return build_engine(settings, embedder)
 
 
 @pytest.fixture(scope="session")
@@ -102,16 +103,14 @@ def make_service(engine, tmp_path_factory: pytest.TempPathFactory):
 
     Rate limits are off unless a test sets them: many tests start conversations from one address.
     """
-    from assistant.core import Assistant
+    from assistant.build import build_assistant, build_service
     from assistant.service import CareService
     from assistant.settings import RateLimits
-    from assistant.store import Store
 
     def build(**overrides: object) -> CareService:
         fresh_sqlite = f"sqlite:///{tmp_path_factory.mktemp('db') / 'care.db'}"
         settings = engine.settings.model_copy(update={"rate_limits": RateLimits(enabled=False),
                                                       "database_url": fresh_sqlite, **overrides})
-        store = Store.open(settings.database, busy_timeout_ms=settings.db_busy_timeout_ms)
-        return CareService(Assistant.from_settings(settings, engine=engine), store)
+        return build_service(settings, assistant=build_assistant(settings, engine=engine))
 
     return build

@@ -11,6 +11,7 @@ client runs end to end. The requested model name picks the behaviour:
     drop-emergency  answers without the emergency instruction
     slow            waits longer than the client's timeout
     slow-stream     sends a first chunk, then stalls
+    steady          answers like good, after 0.8 s
     error500        answers HTTP 500
     malformed       answers 200 with a body that is not JSON
     empty           answers with empty content
@@ -61,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if model == "slow":
             time.sleep(3)
+        if model == "steady":
+            time.sleep(0.8)
         text = answer_for(model, draft)
         if body.get("stream"):
             self._stream(model, text)
@@ -100,9 +103,13 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 64  # the default backlog of 5 would make a burst of turns wait a SYN retry (1 s)
+
+
 class FakeLLMServer:
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app import create_app
 from assistant.service import CareService
-from assistant.store import Store
+from assistant.store.database import Store
+from assistant.web.app import create_app
 
 MYELOMA = "My 62-year-old father's multiple myeloma relapsed twice after a transplant; we are looking for CAR-T."
 API = "/api/v1"

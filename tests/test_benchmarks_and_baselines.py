@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from assistant.core import Assistant
+from assistant.build import build_assistant
+from assistant.flow import Assistant
 from assistant.settings import PROJECT_ROOT
 from evals.baselines import compare, markdown_table
 from evals.cases import read_cases
@@ -17,7 +18,7 @@ from evals.cases import read_cases
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 def test_baselines_score_every_system_on_the_same_cases(assistant):

@@ -6,13 +6,14 @@ import re
 
 import pytest
 
-from assistant.core import Assistant, TextDelta
+from assistant.build import build_assistant
+from assistant.flow import Assistant, TextDelta
 from assistant.reply import Reply
 
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 def talk(assistant: Assistant, *texts: str, widget: str | None = None) -> list[Reply]:
@@ -23,9 +24,12 @@ def talk(assistant: Assistant, *texts: str, widget: str | None = None) -> list[R
 def test_the_reply_has_exactly_the_fields_of_the_design(assistant):
     reply = talk(assistant, "I'm 62 and my multiple myeloma relapsed twice")[0]
     assert set(Reply.model_fields) == {"text", "triage", "out_of_scope", "recommendations", "question", "intake"}
-    assert set(reply.recommendations[0].model_dump()) == {
-        "hospital_id", "department_id", "specialties", "score", "why", "evidence"}
-    assert reply.recommendations[0].evidence[0].source_id in assistant.kb.sources
+    top = reply.recommendations[0]
+    # the design's fields, plus the signals that make up the score (one recommendation type, matcher to API)
+    assert set(top.model_dump()) == {"hospital_id", "department_id", "specialties", "score", "why", "evidence",
+                                     "signals"}
+    assert set(top.signals) == {"specialty", "dense", "lexical", "reputation"}
+    assert top.evidence[0].source_id in assistant.kb.sources
 
 
 def test_a_clear_first_message_gets_recommendations_at_once(assistant):
@@ -219,13 +223,11 @@ def test_every_hospital_fact_in_a_reply_is_traceable_to_its_evidence(assistant):
 
 
 def test_a_conversation_continues_the_same_after_a_round_trip_through_json(assistant):
-    import json
-
-    from assistant.core import conversation_from_dict, conversation_to_dict
+    from assistant.conversation import Conversation
 
     original = assistant.start()
     assistant.reply(original, "I'm 45 and have glioblastoma")
-    restored = conversation_from_dict(json.loads(json.dumps(conversation_to_dict(original))))
-    assert conversation_to_dict(restored) == conversation_to_dict(original)
+    restored = Conversation.model_validate_json(original.model_dump_json())
+    assert restored == original
     assert assistant.reply(restored, "tell me more about the second one").text == \
         assistant.reply(original, "tell me more about the second one").text

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import Assistant
+from assistant.build import build_assistant
+from assistant.flow import Assistant
 from evals.cases import read_cases
 
 DEV = Path(__file__).parent.parent / "evals" / "cases" / "dev.jsonl"
@@ -21,7 +22,7 @@ CITED_LINE = re.compile(r"^(?:[-\d.]+\s+)?(?:\*\*[^*]+\*\*:\s*)?(.+?)((?:\s\[\d+
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 def allowed_facts(assistant: Assistant, reply) -> set[str]:

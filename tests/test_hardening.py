@@ -17,9 +17,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from app import create_app
 from assistant.service import CareService
 from assistant.settings import PROJECT_ROOT, RateLimits
+from assistant.web.app import create_app
 from assistant.web.limits import RateLimited, RateLimiter
 
 API = "/api/v1"
@@ -271,18 +271,18 @@ def test_a_locked_database_gives_503_with_retry_after_and_loses_nothing(make_ser
         assert retried.status_code == 201
 
 
-def test_a_corrupt_index_is_rebuilt_from_knowledge_with_a_log_line(embeddings, tmp_path: Path,
+def test_a_corrupt_index_is_rebuilt_from_knowledge_with_a_log_line(embedder, tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    from assistant.engine import Engine
+    from assistant.build import build_engine
     from assistant.settings import Settings
 
     chroma = tmp_path / "data" / "chroma"
     chroma.mkdir(parents=True)
     (chroma / "chroma.sqlite3").write_bytes(os.urandom(65536))
-    with caplog.at_level(logging.WARNING, logger="assistant.index"):
-        engine = Engine.load(Settings(data_dir=tmp_path / "data"), embeddings=embeddings)
+    with caplog.at_level(logging.WARNING, logger="assistant.retrieval.index"):
+        engine = build_engine(Settings(data_dir=tmp_path / "data"), embedder)
     assert "unreadable" in caplog.text and "rebuilding" in caplog.text
-    assert engine.match("relapsed multiple myeloma").candidates[0].department_id == "ruijin/hematology"
+    assert engine.match("relapsed multiple myeloma").recommendations[0].department_id == "ruijin/hematology"
 
 
 def test_a_broken_knowledge_file_refuses_the_start_naming_file_and_field(knowledge_copy: Path,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.index import DepartmentIndex, build_chunks
 from assistant.knowledge import load_knowledge
+from assistant.retrieval.index import DepartmentIndex, build_chunks
 from assistant.settings import PROJECT_ROOT, Settings
 
 
@@ -23,41 +23,41 @@ def test_every_department_has_a_profile_chunk_and_one_chunk_per_claim(kb):
     assert len(chunks) == len(kb.departments) + claims
 
 
-def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, embeddings):
+def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, embedder):
     settings = Settings(data_dir=tmp_path)
     kb = load_knowledge(settings.knowledge_dir)
-    first = DepartmentIndex(kb, embeddings, settings).open()
-    second = DepartmentIndex(kb, embeddings, settings).open()
+    first = DepartmentIndex(kb, embedder, settings).open()
+    second = DepartmentIndex(kb, embedder, settings).open()
     assert not first.reused and second.reused
     assert first.collection == second.collection
 
 
-def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, knowledge_copy, embeddings):
+def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, knowledge_copy, embedder):
     import chromadb
 
     settings = Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge_copy)
-    old = DepartmentIndex(load_knowledge(knowledge_copy), embeddings, settings).open()
+    old = DepartmentIndex(load_knowledge(knowledge_copy), embedder, settings).open()
     path = knowledge_copy / "hospitals" / "sphic.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["departments"][0]["summary"] += " Also heavy ions for children."
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    new = DepartmentIndex(load_knowledge(knowledge_copy), embeddings, settings).open()
+    new = DepartmentIndex(load_knowledge(knowledge_copy), embedder, settings).open()
     assert new.collection != old.collection and not new.reused
     names = {c.name for c in chromadb.PersistentClient(path=str(settings.chroma_dir)).list_collections()}
     assert names == {new.collection}
 
 
-def test_an_incomplete_index_is_rebuilt(tmp_path, kb, embeddings):
+def test_an_incomplete_index_is_rebuilt(tmp_path, kb, embedder):
     settings = Settings(data_dir=tmp_path)
-    index = DepartmentIndex(kb, embeddings, settings)
+    index = DepartmentIndex(kb, embedder, settings)
     index.open()
     index.store._collection.delete(ids=[index.chunks[0].id])
-    again = DepartmentIndex(kb, embeddings, settings).open()
+    again = DepartmentIndex(kb, embedder, settings).open()
     assert not again.reused and again.chunks == len(index.chunks)
 
 
 def test_dense_search_filters_by_hospital(engine):
-    vector = engine.embed("brain tumour surgery")
+    vector = engine.embedder.embed(["brain tumour surgery"])[0]
     hits = engine.index.dense(vector, k=20, where={"hospital_id": "huashan"})
     assert hits and all(chunk_id.startswith("huashan/") for chunk_id in hits)
 
@@ -82,10 +82,10 @@ def guarded(self, address):
         raise OSError("blocked: " + str(address))
     return real(self, address)
 socket.socket.connect = guarded
-from assistant.engine import Engine
+from assistant.build import build_engine
 from assistant.settings import Settings
-engine = Engine.load(Settings(data_dir={str(tmp_path)!r}))
-print(engine.match("relapsed multiple myeloma").candidates[0].department_id)
+engine = build_engine(Settings(data_dir={str(tmp_path)!r}))
+print(engine.match("relapsed multiple myeloma").recommendations[0].department_id)
 """
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,

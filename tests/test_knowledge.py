@@ -155,14 +155,14 @@ def test_the_fingerprint_changes_exactly_when_the_knowledge_changes(knowledge_co
 
 
 def test_validate_command_passes_on_the_real_knowledge(capsys):
-    from assistant.__main__ import main
+    from assistant.cli import main
 
     assert main(["validate"]) == 0
     assert "ok" in capsys.readouterr().out
 
 
 def test_validate_command_fails_on_a_broken_file(knowledge_copy, monkeypatch, capsys):
-    from assistant.__main__ import main
+    from assistant.cli import main
 
     _edit(knowledge_copy / "hospitals" / "renji.yaml", lambda data: data.pop("name_zh"))
     monkeypatch.setenv("CARE_KNOWLEDGE_DIR", str(knowledge_copy))
@@ -171,7 +171,7 @@ def test_validate_command_fails_on_a_broken_file(knowledge_copy, monkeypatch, ca
 
 
 def test_the_readme_settings_table_is_the_one_the_code_prints(capsys):
-    from assistant.__main__ import main
+    from assistant.cli import main
 
     main(["settings"])
     table = capsys.readouterr().out.strip()

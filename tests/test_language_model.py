@@ -7,11 +7,13 @@ server on 127.0.0.1 (tests/fake_llm.py); no mock objects stand in for the client
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from assistant.core import Assistant
-from assistant.phrasing import ModelComposer
+from assistant.build import build_assistant
+from assistant.compose.model import ModelComposer
+from assistant.flow import Assistant
 from tests.fake_llm import FakeLLMServer
 
 CASE = "I'm 62 and my multiple myeloma relapsed twice, I want CAR-T"
@@ -25,7 +27,7 @@ def llm_server():
 
 @pytest.fixture(scope="module")
 def template_assistant(engine):
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 def model_assistant(engine, server: FakeLLMServer, behaviour: str, **extra) -> Assistant:
@@ -33,7 +35,7 @@ def model_assistant(engine, server: FakeLLMServer, behaviour: str, **extra) -> A
         "openai_base_url": server.base_url, "openai_api_key": "test-key", "openai_model": behaviour,
         "llm_timeout_s": 1.0, **extra,
     })
-    return Assistant.from_settings(settings, engine=engine)
+    return build_assistant(settings, engine=engine)
 
 
 def template_text(template_assistant: Assistant, text: str) -> str:
@@ -43,8 +45,9 @@ def template_text(template_assistant: Assistant, text: str) -> str:
 def test_a_configured_endpoint_switches_phrasing_to_the_model(engine, llm_server):
     assistant = model_assistant(engine, llm_server, "good")
     assert isinstance(assistant.composer, ModelComposer)
-    reply = assistant.reply(assistant.start(), CASE)
-    assert reply.text.startswith("Here is what I found for you.")
+    conv = assistant.start()
+    reply = assistant.reply(conv, CASE)
+    assert reply.text.startswith("Here is what I found for you.") and conv.turns[-1].phrasing == "model"
     assert reply.recommendations, "ranking never comes from the model and is unchanged"
 
 
@@ -74,9 +77,10 @@ def test_chinese_messages_get_the_reply_in_chinese_from_the_model(engine, llm_se
 @pytest.mark.parametrize("behaviour", ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed"])
 def test_a_bad_model_answer_falls_back_to_the_template_reply(engine, llm_server, template_assistant, behaviour):
     assistant = model_assistant(engine, llm_server, behaviour)
-    reply = assistant.reply(assistant.start(), CASE)
+    conv = assistant.start()
+    reply = assistant.reply(conv, CASE)
     assert reply.text == template_text(template_assistant, CASE)
-    assert assistant.composer.last_outcome != "model"
+    assert conv.turns[-1].phrasing != "model"
     assert "error" not in reply.text.lower() and "sorry" not in reply.text.lower()
 
 
@@ -94,8 +98,9 @@ def test_the_guard_names_what_it_caught(engine, llm_server):
     caught = {}
     for behaviour in ("invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "slow"):
         assistant = model_assistant(engine, llm_server, behaviour)
-        assistant.reply(assistant.start(), CASE)
-        caught[behaviour] = assistant.composer.last_outcome
+        conv = assistant.start()
+        assistant.reply(conv, CASE)
+        caught[behaviour] = conv.turns[-1].phrasing
     print("\nguard outcomes:", caught)
     assert "hospital" in caught["invent-hospital"]
     assert "phone" in caught["fake-phone"]
@@ -107,13 +112,26 @@ def test_the_guard_names_what_it_caught(engine, llm_server):
 
 def test_an_emergency_reply_that_loses_its_instruction_is_not_shown(engine, llm_server):
     assistant = model_assistant(engine, llm_server, "drop-emergency")
-    reply = assistant.reply(assistant.start(), "my dad suddenly can't speak and his face is drooping")
+    conv = assistant.start()
+    reply = assistant.reply(conv, "my dad suddenly can't speak and his face is drooping")
     assert reply.triage == "emergency"
     assert "120" in reply.text and "emergency" in reply.text.lower()
-    assert "emergency instruction" in assistant.composer.last_outcome
+    assert "emergency instruction" in conv.turns[-1].phrasing
 
 
 def test_triage_never_comes_from_the_model(engine, llm_server):
     assistant = model_assistant(engine, llm_server, "good")
     reply = assistant.reply(assistant.start(), "crushing chest pain and I'm sweating")
     assert reply.triage == "emergency" and reply.recommendations == []
+
+
+def test_each_turn_has_its_own_deadline_however_many_turns_wait_for_the_model(engine, llm_server):
+    """Sixteen turns at once (what the page allows), each answered by the model in 0.8 s with a 1.5 s deadline:
+    none falls back, because no turn's deadline counts time spent waiting behind other turns (a shared pool of
+    four would have made the last four wait 2.4 s)."""
+    assistant = model_assistant(engine, llm_server, "steady", llm_timeout_s=1.5, llm_stream=False)
+    conversations = [assistant.start() for _ in range(16)]
+    with ThreadPoolExecutor(max_workers=16) as turns:
+        replies = list(turns.map(lambda conv: assistant.reply(conv, CASE), conversations))
+    assert all(reply.text.startswith("Here is what I found for you.") for reply in replies)
+    assert [conv.turns[-1].phrasing for conv in conversations] == ["model"] * 16

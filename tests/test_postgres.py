@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app import create_app
 from assistant.service import CareService
-from assistant.store import ConversationChanged, Store
+from assistant.store.database import ConversationChanged, Store
+from assistant.web.app import create_app
 from benchmarks.serve import free_port
 
 PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from app import create_app
-from assistant.core import Assistant
+from assistant.build import build_assistant
+from assistant.flow import Assistant
 from assistant.reply import Reply
+from assistant.web.app import create_app
 
 BOUNDED = settings(max_examples=120, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -47,7 +48,7 @@ NOISE = st.text(alphabet=st.characters(categories=("So", "Sm", "Nd"), exclude_ch
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 @BOUNDED

@@ -8,26 +8,26 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.match import Candidate
+from assistant.reply import Recommendation
 
 
 @pytest.fixture(scope="module")
 def rank(engine):
-    def ranked(text: str, hospital: str | None = None) -> list[Candidate]:
-        return engine.match(text, hospital).candidates
+    def ranked(text: str, hospital: str | None = None) -> list[Recommendation]:
+        return engine.match(text, hospital).recommendations
 
     return ranked
 
 
-def hospitals(candidates: list[Candidate], n: int = 3) -> list[str]:
+def hospitals(candidates: list[Recommendation], n: int = 3) -> list[str]:
     return [c.hospital_id for c in candidates[:n]]
 
 
-def codes(candidate: Candidate) -> set[str]:
+def codes(candidate: Recommendation) -> set[str]:
     return set(candidate.specialties)
 
 
-def first_code_in(candidates: list[Candidate], *wanted: str) -> bool:
+def first_code_in(candidates: list[Recommendation], *wanted: str) -> bool:
     return bool(codes(candidates[0]) & set(wanted))
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import Assistant
+from assistant.build import build_assistant
+from assistant.flow import Assistant
 
 DATA = Path(__file__).parent / "data" / "safety"
 TRAVEL_WORDS = ("visa", "international department", "book", "flight", "shanghai hospital", "referral", "department of")
@@ -23,11 +24,11 @@ def load(kind: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
-    return Assistant.from_settings(engine=engine)
+    return build_assistant(engine=engine)
 
 
 def triage(assistant: Assistant, text: str):
-    return assistant.safety.triage(text, assistant.engine.embeddings.encode([text])[0])
+    return assistant.engine.safety.triage(assistant.engine.read(text))
 
 
 def test_the_test_files_hold_enough_cases():
@@ -112,14 +113,14 @@ def test_an_emergency_inside_a_prompt_injection_is_still_an_emergency(assistant)
 
 def test_a_broken_rule_file_names_the_file(tmp_path):
     from assistant.datafile import DataFileError
-    from assistant.safety import SafetyChecker
     from assistant.settings import PROJECT_ROOT
+    from assistant.turn.safety import SafetyChecker
 
     for name in ("red_flags.yaml", "exemplars.yaml", "scope.yaml"):
         (tmp_path / name).write_text((PROJECT_ROOT / "knowledge" / "safety" / name).read_text(encoding="utf-8"))
     (tmp_path / "red_flags.yaml").write_text("terms: {a: ['(unclosed']}\nrules: []\ncontext: {}\n")
     with pytest.raises(DataFileError, match="red_flags.yaml"):
-        SafetyChecker.from_dir(tmp_path)
+        SafetyChecker.load(tmp_path)
 
 
 @pytest.mark.parametrize("text", [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from assistant.case import Case
 from assistant.text import normalize, search_tokens
-from assistant.understand import Case, detect_age, detect_who
+from assistant.turn.understand import detect_age, detect_who
 
 
 @pytest.fixture(scope="module")
@@ -13,11 +14,16 @@ def understander(engine):
     return engine.understander
 
 
-def read(understander, *texts: str) -> Case:
-    case = Case()
-    for text in texts:
-        understander.update(case, text)
-    return case
+@pytest.fixture(scope="module")
+def read(engine):
+    """The case after these messages, each read and understood as a turn reads it."""
+    def case_after(understander, *texts: str) -> Case:
+        case = Case()
+        for text in texts:
+            case.add(understander.read(engine.read(text)))
+        return case
+
+    return case_after
 
 
 def test_apostrophes_and_case_are_folded_so_cant_equals_can_t():
@@ -46,58 +52,58 @@ def test_who_the_patient_is_comes_from_the_words_used(text, who):
     assert detect_who(normalize(text), text) == who
 
 
-def test_a_negated_term_adds_no_specialty(understander):
+def test_a_negated_term_adds_no_specialty(understander, read):
     case = read(understander, "no diabetes, but my knee gives way when I walk")
     scores = understander.specialty_scores(case)
     assert "endocrinology" not in scores
     assert max(scores, key=scores.get) in ("sports_medicine", "orthopedics")
 
 
-def test_a_term_after_but_is_not_negated_by_an_earlier_no(understander):
+def test_a_term_after_but_is_not_negated_by_an_earlier_no(understander, read):
     case = read(understander, "no fever but I have lupus")
     assert "rheumatology" in understander.specialty_scores(case)
 
 
-def test_short_abbreviations_match_only_in_capitals(understander):
+def test_short_abbreviations_match_only_in_capitals(understander, read):
     assert "hematology" in understander.specialty_scores(read(understander, "My MM relapsed"))
     assert "hematology" not in understander.specialty_scores(read(understander, "mm, all of it hurts"))
 
 
-def test_a_child_with_leukemia_is_routed_to_pediatric_hematology(understander):
+def test_a_child_with_leukemia_is_routed_to_pediatric_hematology(understander, read):
     scores = understander.specialty_scores(read(understander, "my 7 year old son has leukemia"))
     assert max(scores, key=scores.get) == "pediatric_hematology_oncology"
 
 
-def test_an_adult_keeps_adult_codes_only(understander):
+def test_an_adult_keeps_adult_codes_only(understander, read):
     scores = understander.specialty_scores(read(understander, "I am 45 and have acute myeloid leukemia"))
     assert max(scores, key=scores.get) == "hematology"
     assert not any(code.startswith("pediatric") for code in scores)
 
 
-def test_the_case_builds_up_over_turns(understander):
+def test_the_case_builds_up_over_turns(understander, read):
     case = read(understander, "we are looking for a transplant", "it's for my 2 year old daughter", "biliary atresia")
     assert case.is_child and "transplant" in case.goals
     scores = understander.specialty_scores(case)
     assert max(scores, key=scores.get) == "pediatric_transplant"
 
 
-def test_chinese_diagnoses_are_understood(understander):
+def test_chinese_diagnoses_are_understood(understander, read):
     scores = understander.specialty_scores(read(understander, "我爸爸多发性骨髓瘤复发了"))
     assert max(scores, key=scores.get) == "hematology"
 
 
-def test_mixed_chinese_and_english_are_both_read(understander):
+def test_mixed_chinese_and_english_are_both_read(understander, read):
     case = read(understander, "我妈妈 has glaucoma 想做手术")
     assert "ophthalmology" in understander.specialty_scores(case)
     assert case.who == "adult_relative" and "surgery" in case.goals
 
 
-def test_chinese_messages_are_marked_as_chinese(understander):
+def test_chinese_messages_are_marked_as_chinese(understander, read):
     assert read(understander, "我想做试管婴儿").language == "zh"
     assert read(understander, "I want IVF").language == "en"
 
 
-def test_treatments_and_location_are_kept_for_the_referral(understander):
+def test_treatments_and_location_are_kept_for_the_referral(understander, read):
     case = read(understander, "I'm 58, living in Jakarta, had chemotherapy and now want proton therapy")
     assert "chemotherapy" in case.treatments or "chemo" in " ".join(case.treatments)
     assert case.location == "Jakarta"

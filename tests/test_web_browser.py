@@ -281,7 +281,7 @@ def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServe
 
 def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(live_server: LiveServer, browser,
                                                                               shots: Path) -> None:
-    from assistant.store import Store
+    from assistant.store.database import Store
 
     key = Store.open(f"sqlite:///{live_server.database}").create_key("ruijin")
     api = f"{live_server.url}/api/v1"

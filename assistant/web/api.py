@@ -18,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from assistant.knowledge import Department, KnowledgeBase, Source
 from assistant.reply import ReferralSummary, Reply
 from assistant.service import Answer, CareService, Invalid, NotFound
-from assistant.store import REFERRAL_STATUSES, ConversationChanged, IdempotencyKeyReused, Referral, StoreUnavailable
+from assistant.store.database import (
+    REFERRAL_STATUSES,
+    ConversationChanged,
+    IdempotencyKeyReused,
+    Referral,
+    StoreUnavailable,
+)
 from assistant.web.errors import ErrorBody, error
 from assistant.web.limits import RateLimited, RateLimiter
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from assistant.compose.templates import escape_markdown
 from assistant.reply import Recommendation, Reply
-from assistant.respond import escape_markdown
 from assistant.service import CareService, Invalid, NotFound
-from assistant.store import StoreUnavailable
+from assistant.store.database import StoreUnavailable
 from assistant.web.limits import RateLimited, RateLimiter
 
 EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "

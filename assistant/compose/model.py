@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import time
 
+from assistant.compose.templates import Composer, Phrased, Templates
 from assistant.knowledge import SENSITIVE_PATTERNS, KnowledgeBase
 from assistant.reply import Reply
-from assistant.respond import Composer, Templates
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,14 @@ class GuardRejected(Exception):
     """The model's answer may not be shown; the message says why (never the user's text)."""
 
 
+class ModelTimeout(Exception):
+    """The model did not finish within this turn's deadline."""
+
+
 class ModelComposer(Composer):
+    """Calls the model in the turn's own thread: no pool to queue behind, so the deadline (counted from the
+    moment this turn's call starts) is the model's time alone, and nothing is shared between turns."""
+
     multilingual = True
 
     def __init__(self, templates: Templates, kb: KnowledgeBase, settings: Settings) -> None:
@@ -45,46 +51,44 @@ class ModelComposer(Composer):
             model=settings.openai_model,
             api_key=settings.openai_api_key or "not-needed",
             base_url=settings.openai_base_url,
-            timeout=settings.llm_timeout_s,
+            timeout=settings.llm_timeout_s,  # connect and each read; the deadline below bounds the whole answer
             max_retries=0,
             temperature=0.2,
         )
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llm")
-        self.last_outcome = "not used"
 
-    def phrase(self, reply: Reply, conv: object, user_text: str) -> Reply:
-        if not user_text.strip() or (reply.triage == "emergency" and "crisis line" in reply.text):
-            return reply  # the crisis reply is never rephrased
-        language = LANGUAGES.get(getattr(getattr(conv, "case", None), "language", "en"), "English")
-        future = self.pool.submit(self._ask, reply.text, language)
+    def phrase(self, reply: Reply, language: str) -> Phrased:
+        if reply.triage == "emergency" and "crisis line" in reply.text:
+            return Phrased(reply, "template")  # the crisis reply is never rephrased
+        deadline = time.monotonic() + self.settings.llm_timeout_s
         try:
-            answer = future.result(timeout=self.settings.llm_timeout_s + 1)
+            answer = self._ask(reply.text, LANGUAGES.get(language, "English"), deadline)
             self.check(answer, reply)
-        except FutureTimeout:
-            return self._fallback(reply, "timeout")
         except GuardRejected as rejected:
             return self._fallback(reply, f"guard: {rejected}")
         except Exception as error:  # any failure of the endpoint: the template reply is a good answer
-            if "Timeout" in type(error).__name__:
+            if isinstance(error, ModelTimeout) or "Timeout" in type(error).__name__:
                 return self._fallback(reply, "timeout")
             return self._fallback(reply, f"error: {type(error).__name__}")
-        self.last_outcome = "model"
-        return reply.model_copy(update={"text": answer.strip()})
+        return Phrased(reply.model_copy(update={"text": answer.strip()}), "model")
 
-    def _ask(self, draft: str, language: str) -> str:
+    def _ask(self, draft: str, language: str, deadline: float) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         messages = [SystemMessage(self.system_prompt.replace("{language}", language)), HumanMessage(draft)]
         if not self.settings.llm_stream:
             content = self.model.invoke(messages).content
             return content if isinstance(content, str) else ""
-        pieces = [chunk.content for chunk in self.model.stream(messages)]
-        return "".join(piece if isinstance(piece, str) else "" for piece in pieces)
+        pieces = []
+        for chunk in self.model.stream(messages):
+            if time.monotonic() > deadline:
+                raise ModelTimeout()
+            pieces.append(chunk.content if isinstance(chunk.content, str) else "")
+        return "".join(pieces)
 
-    def _fallback(self, reply: Reply, reason: str) -> Reply:
-        self.last_outcome = reason
+    @staticmethod
+    def _fallback(reply: Reply, reason: str) -> Phrased:
         log.warning("language model answer not used (%s): template reply sent", reason)
-        return reply
+        return Phrased(reply, reason)
 
     def check(self, answer: str, reply: Reply) -> None:
         draft = reply.text

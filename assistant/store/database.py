@@ -2,8 +2,8 @@
 when `DATABASE_URL` says so.
 
 Nothing is kept in the web process's memory, so two copies of the app behind a load balancer see the
-same state. The schema comes from Alembic migrations (`assistant/migrations`), run on open. A
-conversation is stored as the JSON of `conversation_to_dict` with a version number: a save that
+same state. The schema comes from Alembic migrations (`assistant/store/migrations`), run on open. A
+conversation is stored as its pydantic JSON with a version number: a save that
 finds another version fails instead of overwriting a turn written by another copy.
 """
 
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from assistant.core import Conversation, conversation_from_dict, conversation_to_dict
+from assistant.conversation import Conversation
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 REFERRAL_STATUSES = ("new", "seen", "contacted", "accepted", "declined", "closed")
@@ -199,7 +199,7 @@ class Store:
         now = utcnow()
         with self.session() as session:
             session.add(ConversationRow(id=conv.id, widget_hospital=conv.widget_hospital,
-                                        state=json.dumps(conversation_to_dict(conv)), version=1,
+                                        state=conv.model_dump_json(), version=1,
                                         created_at=now, updated_at=now))
 
     def conversation(self, conversation_id: str) -> StoredConversation | None:
@@ -207,7 +207,7 @@ class Store:
             row = session.get(ConversationRow, conversation_id)
             if row is None:
                 return None
-            return StoredConversation(conversation_from_dict(json.loads(row.state)), row.version,
+            return StoredConversation(Conversation.model_validate_json(row.state), row.version,
                                       as_utc(row.created_at), as_utc(row.updated_at))
 
     def save_conversation(self, conv: Conversation, version: int) -> int:
@@ -216,7 +216,7 @@ class Store:
             result = session.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conv.id, ConversationRow.version == version)
-                .values(state=json.dumps(conversation_to_dict(conv)), version=version + 1, updated_at=utcnow())
+                .values(state=conv.model_dump_json(), version=version + 1, updated_at=utcnow())
             )
             if result.rowcount != 1:
                 raise ConversationChanged(conv.id)
@@ -251,7 +251,8 @@ class Store:
                 session.add(row)
         except IntegrityError:  # the same key committed by a concurrent request a moment ago
             existing = self.referral_by_key(idempotency_key, request_hash)
-            assert existing is not None
+            if existing is None:
+                raise  # not our key after all: another constraint failed
             return existing, False
         return Referral.from_row(row), True
 

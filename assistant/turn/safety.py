@@ -18,10 +18,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.datafile import DataFileError, load_yaml
-from assistant.text import cjk_share, normalize
+from assistant.reply import SEVERITY, Level
+from assistant.retrieval.embedder import Embedder
+from assistant.turn.message import Message
 
-Level = Literal["emergency", "urgent", "routine"]
-SEVERITY = {"routine": 0, "urgent": 1, "emergency": 2}
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
 # Clause ends: sentence marks (not a decimal point: "38.2"), "but", and ", now" ("last week, now severe pain").
 CLAUSE_SPLIT = re.compile(
@@ -122,7 +122,7 @@ class SafetyChecker:
     rules_file: RedFlagFile
     exemplars: ExemplarFile
     scope: ScopeFile
-    embed: object | None = None  # callable(list[str]) -> np.ndarray, the packaged model
+    embedder: Embedder | None = None  # None: the rules alone, no semantic backup
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
     _exemplar_vectors: np.ndarray | None = None
     _calm_vectors: np.ndarray | None = None
@@ -130,12 +130,12 @@ class SafetyChecker:
     _off_topic_vectors: np.ndarray | None = None
 
     @classmethod
-    def from_dir(cls, safety_dir: Path, embed=None) -> SafetyChecker:
+    def load(cls, safety_dir: Path, embedder: Embedder | None = None) -> SafetyChecker:
         checker = cls(
             rules_file=load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
             exemplars=load_yaml(safety_dir / "exemplars.yaml", ExemplarFile),
             scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
-            embed=embed,
+            embedder=embedder,
         )
         checker._compile_all(safety_dir)
         return checker
@@ -163,15 +163,14 @@ class SafetyChecker:
                     raise DataFileError(
                         f"{safety_dir / 'red_flags.yaml'}: rule '{rule.family}' uses unknown term '{term}'"
                     )
-        if self.embed is not None:
-            self._exemplar_vectors = self.embed([e.text for e in self.exemplars.emergency])
-            self._calm_vectors = self.embed(self.exemplars.calm)
-            self._in_scope_vectors = self.embed(self.scope.in_scope_examples)
-            self._off_topic_vectors = self.embed(self.scope.off_topic_examples)
+        if self.embedder is not None:
+            self._exemplar_vectors = self.embedder.embed([e.text for e in self.exemplars.emergency])
+            self._calm_vectors = self.embedder.embed(self.exemplars.calm)
+            self._in_scope_vectors = self.embedder.embed(self.scope.in_scope_examples)
+            self._off_topic_vectors = self.embedder.embed(self.scope.off_topic_examples)
 
     # --- reading a message --------------------------------------------------------------------
-    def clauses(self, text: str) -> list[Clause]:
-        normalized = normalize(text)
+    def clauses(self, normalized: str) -> list[Clause]:
         clauses = []
         start = 0
         for end_mark in [*CLAUSE_SPLIT.finditer(normalized), None]:
@@ -217,10 +216,10 @@ class SafetyChecker:
                     break
         return present
 
-    def triage(self, text: str, vector: np.ndarray | None = None) -> Triage:
+    def triage(self, message: Message) -> Triage:
         """Emergency rules read clauses about now; who the patient is (child, pregnant) counts from any clause;
         urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon."""
-        clauses = self.clauses(text)
+        clauses = self.clauses(message.normalized)
         now = self.present_terms([c for c in clauses if c.counts])
         real = self.present_terms([c for c in clauses if c.real])
         present = now | (real & CONTEXT_TERMS)
@@ -229,16 +228,16 @@ class SafetyChecker:
             terms = present if rule.level == "emergency" else real
             if all(term in terms for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
-        if best.level == "routine" and present - CONTEXT_TERMS and vector is not None:
+        if best.level == "routine" and present - CONTEXT_TERMS:
             # the backup needs one red-flag ingredient in the message; alone it would read "no fever" as fever
-            semantic = self.semantic(text, vector)
+            semantic = self.semantic(clauses, message.vector)
             if semantic is not None:
                 return semantic
         return best
 
-    def semantic(self, text: str, vector: np.ndarray) -> Triage | None:
+    def semantic(self, clauses: list[Clause], vector: np.ndarray) -> Triage | None:
         """Paraphrases the rules miss: close to an emergency exemplar and clearly closer than to calm ones."""
-        if self._exemplar_vectors is None or not any(c.counts for c in self.clauses(text)):
+        if self._exemplar_vectors is None or not any(c.counts for c in clauses):
             return None
         emergency = self._exemplar_vectors @ vector
         calm = float(np.max(self._calm_vectors @ vector)) if len(self.exemplars.calm) else 0.0
@@ -248,21 +247,21 @@ class SafetyChecker:
         return None
 
     # --- scope ----------------------------------------------------------------------------------
-    def is_injection(self, text: str) -> bool:
-        normalized = normalize(text)
-        return any(p.search(normalized) for p in self._injection)
+    def is_injection(self, message: Message) -> bool:
+        return any(p.search(message.normalized) for p in self._injection)
 
-    def is_off_topic(self, text: str, has_medical_terms: bool, vector: np.ndarray | None = None) -> bool:
+    def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope.
 
         The patterns catch the common topics; the examples catch the rest by meaning.
         """
         if has_medical_terms:
             return False
-        if _any(self._off_topic, normalize(text)):
+        if _any(self._off_topic, message.normalized):
             return True
-        if vector is None or self._off_topic_vectors is None or cjk_share(text) > 0.3:
+        if self._off_topic_vectors is None or message.is_chinese:
             return False  # the packaged model reads English only
+        vector = message.vector
         if float(np.max(self._exemplar_vectors @ vector)) >= self.scope.crisis_guard:
             return False  # when in doubt about a crisis, keep talking rather than decline
         off_topic = float(np.max(self._off_topic_vectors @ vector))

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, RootModel
 
+from assistant.case import Case
 from assistant.datafile import DataFileError, load_yaml
-from assistant.text import normalize, search_tokens
-from assistant.understand import Case, Understander
+from assistant.text import normalize
+from assistant.turn.message import Message
+from assistant.turn.understand import Understander
 
 MAX_QUESTIONS_BEFORE_RECOMMENDING = 2
 AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means age decides
@@ -59,8 +61,8 @@ class Dialogue:
         self.ordinal_pattern = re.compile(rf"(?<![a-z0-9])({alternatives})(?![a-z0-9])")
         self.generic_terms = {normalize(term) for term in self.config.generic_terms}
 
-    def intent(self, text: str) -> Intent:
-        normalized = normalize(text)
+    def intent(self, message: Message) -> Intent:
+        normalized = message.normalized
         for name, patterns in self.patterns.items():
             if any(pattern.search(normalized) for pattern in patterns):
                 return Intent(name, self.ordinal(normalized))
@@ -80,7 +82,7 @@ class Dialogue:
         terms = [normalize(term) for term in case.terms]
         if not terms:
             # a long story without a known term still ranks well by retrieval; a short vague one cannot
-            vague = len(search_tokens(case.query_text)) < SUBSTANTIVE_TOKENS
+            vague = case.content_tokens < SUBSTANTIVE_TOKENS
             return "diagnosis" if vague and "diagnosis" not in asked else None
         if all(term in self.generic_terms for term in terms) and "organ" not in asked:
             return "organ"

@@ -1,0 +1,69 @@
+"""The one place that builds the running system from settings: engine, assistant, service.
+
+`app.py`, the command line, the evaluations, the benchmarks and the tests all build through here.
+The embedder is passable so a test of plumbing can use the hashing fake; everything else follows
+from `Settings`.
+"""
+
+from __future__ import annotations
+
+from assistant.compose.model import ModelComposer
+from assistant.compose.templates import Composer, Templates
+from assistant.engine import Engine
+from assistant.flow import Assistant
+from assistant.knowledge import KnowledgeBase, load_knowledge
+from assistant.retrieval.embedder import Embedder, PackagedMiniLM
+from assistant.retrieval.index import DepartmentIndex
+from assistant.retrieval.match import Matcher
+from assistant.service import CareService
+from assistant.settings import Settings, set_offline_environment
+from assistant.store.database import Store
+from assistant.turn.dialogue import Dialogue
+from assistant.turn.safety import SafetyChecker
+from assistant.turn.understand import Understander
+
+
+def build_engine(settings: Settings | None = None, embedder: Embedder | None = None) -> Engine:
+    """Knowledge, model, index and the reading steps, loaded and warmed once per process."""
+    set_offline_environment()
+    settings = settings or Settings()
+    kb = load_knowledge(settings.knowledge_dir)
+    embedder = embedder or PackagedMiniLM(settings.embedding_model_dir)
+    index = DepartmentIndex(kb, embedder, settings)
+    index.open()
+    understander = Understander(kb)
+    return Engine(
+        settings=settings,
+        kb=kb,
+        embedder=embedder,
+        index=index,
+        safety=SafetyChecker.load(settings.knowledge_dir / "safety", embedder),
+        understander=understander,
+        dialogue=Dialogue(settings.knowledge_dir / "dialogue" / "intents.yaml",
+                          settings.prompts_dir / "questions.yaml"),
+        matcher=Matcher(kb, index, understander, settings.weights),
+    )
+
+
+def build_composer(settings: Settings, kb: KnowledgeBase) -> Composer:
+    """Templates by default; a language model rephrases them when an endpoint is configured."""
+    templates = Templates(settings.prompts_dir)
+    if settings.language_model_enabled:
+        return ModelComposer(templates, kb, settings)
+    return Composer(templates, kb)
+
+
+def build_assistant(settings: Settings | None = None, embedder: Embedder | None = None,
+                    engine: Engine | None = None) -> Assistant:
+    """An assistant over a new engine, or over `engine` with other settings (e.g. model phrasing)."""
+    engine = engine or build_engine(settings, embedder)
+    settings = settings or engine.settings
+    return Assistant(engine, build_composer(settings, engine.kb), settings)
+
+
+def build_service(settings: Settings | None = None, embedder: Embedder | None = None,
+                  assistant: Assistant | None = None) -> CareService:
+    """What the web app serves: an assistant and the store of conversations, referrals and keys."""
+    settings = settings or (assistant.settings if assistant else Settings())
+    assistant = assistant or build_assistant(settings, embedder)
+    return CareService(assistant, Store.open(settings.database, busy_timeout_ms=settings.db_busy_timeout_ms))

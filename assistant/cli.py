@@ -1,0 +1,167 @@
+"""The command line: `python -m assistant validate | index | match "text" | settings | keys | purge`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
+from assistant.knowledge import (
+    coverage_exceptions,
+    coverage_problems,
+    load_hospital_ids,
+    load_knowledge,
+    unsourced_sensitive_text,
+)
+from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
+
+
+def cmd_validate(settings: Settings) -> int:
+    try:
+        kb = load_knowledge(settings.knowledge_dir)
+    except DataFileError as error:
+        print(f"invalid knowledge:\n{error}", file=sys.stderr)
+        return 1
+    exceptions = coverage_exceptions(settings.knowledge_dir)
+    problems = coverage_problems(kb, exceptions) + unsourced_sensitive_text(kb)
+    for code, reason in exceptions.items():
+        print(f"note: '{code}' is below the two-hospital rule: {' '.join(reason.split())}")
+    claims = sum(len(d.claims()) + len(d.rankings) for d in kb.departments.values())
+    claims += sum(len(h.about) + len(h.international_service) for h in kb.hospitals.values())
+    print(f"hospitals {len(kb.hospitals)}, departments {len(kb.departments)}, claims {claims}, "
+          f"sources {len(kb.sources)}, intake guides {len(kb.intake)}, vocabulary entries {len(kb.vocabulary)}")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_index(settings: Settings) -> int:
+    from assistant.build import build_engine
+
+    stats = build_engine(settings).index_stats
+    print(f"{stats.collection}: {stats.chunks} chunks, {'reused' if stats.reused else 'built'} in {stats.seconds:.2f}s")
+    return 0
+
+
+def cmd_match(settings: Settings, text: str, hospital: str | None, as_json: bool) -> int:
+    from assistant.build import build_engine
+
+    engine = build_engine(settings)
+    result = engine.match(text, hospital)
+    if as_json:
+        print(json.dumps([rec.model_dump() for rec in result.recommendations], ensure_ascii=False, indent=2))
+        return 0
+    case = result.case
+    print(f"terms: {', '.join(case.terms) or '-'} | child: {engine.understander.patient_is_child(case)} | "
+          f"codes: {engine.understander.specialty_scores(case)} | {result.seconds * 1000:.1f} ms")
+    for position, rec in enumerate(result.recommendations, start=1):
+        signals = " ".join(f"{name}={value:.2f}" for name, value in rec.signals.items())
+        print(f"{position:2}. {rec.department_id:45} {rec.score:.3f}  [{signals}]")
+        print(f"    why: {rec.why}")
+        for evidence in rec.evidence:
+            print(f"    - [{evidence.source_id}] {evidence.quote}")
+    return 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Inbox keys for hospitals' international departments: the key is printed once, only its hash is kept."""
+    from assistant.store.database import Store
+
+    store = Store.open(settings.database)
+    if args.action == "create":
+        known = load_hospital_ids(settings.knowledge_dir)
+        if args.hospital not in known:
+            print(f"unknown hospital id '{args.hospital}'; known: {', '.join(sorted(known))}", file=sys.stderr)
+            return 2
+        key = store.create_key(args.hospital)
+        print(key)
+        print(f"inbox key for '{args.hospital}'. It is shown only this once: give it to the hospital over a secure "
+              "channel. Revoke it with `python -m assistant keys revoke "
+              f"{key.split('_')[1]}`.", file=sys.stderr)
+        return 0
+    if args.action == "revoke":
+        if not store.revoke_key(args.key):
+            print(f"no active key '{args.key}'", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key.split('_')[1] if args.key.startswith('care_') else args.key}")
+        return 0
+    for key in store.inbox_keys():
+        print(f"{key.id}  {key.hospital_id:20} created {key.created_at:%Y-%m-%d %H:%M}  "
+              f"{'revoked' if key.revoked else 'active'}")
+    return 0
+
+
+def cmd_purge(settings: Settings) -> int:
+    from datetime import timedelta
+
+    from assistant.store.database import Store
+
+    removed = Store.open(settings.database).purge_conversations(timedelta(days=settings.retention_days))
+    print(f"purged {removed} conversation(s) untouched for {settings.retention_days} days")
+    return 0
+
+
+def cmd_settings() -> int:
+    """Print the settings table that the README shows."""
+    print("| variable | default | meaning |\n| --- | --- | --- |")
+    for name, info in Settings.model_fields.items():
+        env = f"CARE_{name.upper()}"
+        if info.validation_alias is not None:
+            env = " / ".join(str(choice) for choice in info.validation_alias.choices)
+        default = info.get_default(call_default_factory=True)
+        shown = str(default).replace(str(PROJECT_ROOT), ".").replace(str(PROJECT_ROOT.parent), "..")
+        print(f"| `{env}` | `{shown}` | {info.description or ''} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_environment()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m assistant")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("validate", help="check the knowledge base and exit non-zero on a problem")
+    commands.add_parser("index", help="build the index, or reuse it when the knowledge is unchanged")
+    match = commands.add_parser("match", help="rank departments for one message")
+    match.add_argument("text")
+    match.add_argument("--hospital", help="scope to one hospital id, as the widget does")
+    match.add_argument("--json", action="store_true")
+    commands.add_parser("settings", help="print the settings table for the README")
+    keys = commands.add_parser("keys", help="inbox keys for hospitals: create, revoke, list")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_actions.add_parser("create", help="print a new key once").add_argument("--hospital", required=True)
+    key_actions.add_parser("revoke", help="revoke by key id or the whole key").add_argument("key")
+    key_actions.add_parser("list", help="key ids, hospitals and whether they are active")
+    commands.add_parser("purge", help="delete conversations older than the retention setting")
+    args = parser.parse_args(argv)
+
+    if args.command == "settings":
+        return cmd_settings()
+    try:
+        return run(args)
+    except DataFileError as error:
+        print(f"refused: {first_line(error)}", file=sys.stderr)
+        return START_REFUSED_EXIT_CODE
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    started = time.perf_counter()
+    if args.command == "validate":
+        return cmd_validate(settings)
+    if args.command == "keys":
+        return cmd_keys(settings, args)
+    if args.command == "purge":
+        return cmd_purge(settings)
+    if args.command == "index":
+        code = cmd_index(settings)
+        print(f"total {time.perf_counter() - started:.1f}s")
+        return code
+    return cmd_match(settings, args.text, args.hospital, args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

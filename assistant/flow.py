@@ -1,0 +1,185 @@
+"""The assistant of the design: one answer path for the web page, the API, the widget and the evaluations.
+
+    assistant = build_assistant(settings)           # assistant.build: the one place that wires things
+    conv = assistant.start(widget_hospital=None)
+    reply = assistant.reply(conv, "user text")
+
+A turn reads the message once (`Message`), then runs safety -> understand -> dialogue -> match ->
+respond. `stream` yields the reply text in pieces and then the whole `Reply`; `reply` is `stream`
+run to the end, so both share one path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from assistant.compose.templates import Composer
+from assistant.conversation import Conversation, Turn
+from assistant.engine import Engine
+from assistant.knowledge import KnowledgeBase
+from assistant.reply import IntakeItem, Level, Recommendation, Reply
+from assistant.settings import Settings
+from assistant.turn.dialogue import Intent
+from assistant.turn.message import Message
+from assistant.turn.safety import Triage
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+class Assistant:
+    def __init__(self, engine: Engine, composer: Composer, settings: Settings) -> None:
+        self.engine = engine
+        self.composer = composer
+        self.settings = settings
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.engine.kb
+
+    def start(self, widget_hospital: str | None = None, language: str | None = None) -> Conversation:
+        if widget_hospital is not None and widget_hospital not in self.kb.hospitals:
+            raise ValueError(f"unknown hospital id '{widget_hospital}'")
+        return Conversation(widget_hospital=widget_hospital, language=language)
+
+    def reply(self, conv: Conversation, text: str) -> Reply:
+        events = list(self.stream(conv, text))
+        final = events[-1]
+        if not isinstance(final, Reply):
+            raise RuntimeError("a turn's stream must end with its Reply")
+        return final
+
+    def stream(self, conv: Conversation, text: str) -> Iterator[TextDelta | Reply]:
+        started = time.perf_counter()
+        text = text[: self.settings.max_message_chars]  # the API refuses longer text before it gets here
+        if not text.strip():
+            reply = self._reply(self.composer.render("empty.md.j2"))
+            yield from (TextDelta(piece) for piece in self.composer.pieces(reply.text))
+            yield reply  # an empty message changes nothing, not even the history
+            return
+        phrased = self.composer.phrase(self._turn(conv, self.engine.read(text)), conv.case.language)
+        reply = phrased.reply
+        for piece in self.composer.pieces(reply.text):
+            yield TextDelta(piece)
+        conv.turns.append(Turn(user=text, reply=reply.text, triage=reply.triage, phrasing=phrased.phrasing,
+                               latency_ms=(time.perf_counter() - started) * 1000))
+        yield reply
+
+    # --- one turn, step by step ------------------------------------------------------------------
+    def _turn(self, conv: Conversation, message: Message) -> Reply:
+        engine = self.engine
+        triage = engine.safety.triage(message)
+        conv.note_triage(triage.level)
+        if triage.is_emergency:
+            conv.shortlist = []
+            template = "crisis.md.j2" if triage.is_crisis else "emergency.md.j2"
+            return self._reply(self.composer.render(template, family=triage.family or ""), triage="emergency")
+        if engine.safety.is_injection(message):
+            return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
+
+        reading = engine.understander.read(message)
+        if engine.safety.is_off_topic(message, has_medical_terms=bool(reading.terms)):
+            return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
+        intent = engine.dialogue.intent(message)
+
+        if intent.name == "restart":
+            conv.start_over()
+            return self._reply(self.composer.render("restart.md.j2"))
+        if intent.name == "in_shanghai" or (reading.location or "").lower().startswith("shanghai"):
+            conv.in_shanghai = True
+        if reading.has_new_facts or (intent.name is None and not conv.shortlist):
+            conv.case.add(reading)
+            return self._recommend_or_ask(conv, message, triage)
+        return self._follow_up(conv, intent, triage)
+
+    def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage) -> Reply:
+        engine = self.engine
+        question = engine.dialogue.question_to_ask(conv.case, engine.understander, conv.asked)
+        if question is not None:
+            conv.asked.append(question)
+            text = engine.dialogue.question_text(question)
+            return self._reply(self.composer.render("question.md.j2", question=text, **self._notes(conv, triage)),
+                               triage=triage.level, question=text)
+        lacking = self._specialty_the_widget_lacks(conv)
+        if lacking is not None and conv.widget_hospital is not None:
+            conv.shortlist = []
+            hospital = self.kb.hospitals[conv.widget_hospital]
+            return self._reply(
+                self.composer.render("widget_lacks.md.j2", hospital=hospital.name,
+                                     specialty=self.kb.specialties[lacking].name, **self._notes(conv, triage)),
+                triage=triage.level,
+            )
+        conv.shortlist = engine.rank(conv.case, message, conv.widget_hospital)[: self.settings.top_k]
+        conv.focus = conv.chosen = None
+        text = self.composer.recommendations(conv.shortlist, notes=self._notes(conv, triage),
+                                             in_shanghai=conv.in_shanghai)
+        return self._reply(text, triage=triage.level, recommendations=conv.shortlist)
+
+    def _follow_up(self, conv: Conversation, intent: Intent, triage: Triage) -> Reply:
+        notes = self._notes(conv, triage)
+        keep = {"triage": triage.level, "recommendations": conv.shortlist}
+        if intent.name in ("greeting", "thanks"):
+            return self._reply(self.composer.render(f"{intent.name}.md.j2", has_shortlist=bool(conv.shortlist)), **keep)
+        if intent.name == "referral":
+            conv.referral = self.composer.referral(conv.case, self._pointed(conv, intent), conv.widget_hospital)
+            return self._reply(self.composer.referral_text(conv.referral), **keep)
+        pointed = self._pointed(conv, intent)
+        if pointed is None:
+            return self._reply(self.composer.render("need_case.md.j2", **notes), triage=triage.level)
+        if intent.name in ("detail", "children"):
+            conv.focus = conv.shortlist.index(pointed)
+            template = "detail.md.j2" if intent.name == "detail" else "children.md.j2"
+            return self._reply(self.composer.department(template, pointed, notes), **keep)
+        if intent.name == "choose":
+            conv.chosen = conv.focus = conv.shortlist.index(pointed)
+        topics = self.engine.dialogue.intake_topics(intent) or (["pre_consultation", "first_visit"]
+                                                                if intent.name == "in_shanghai" else [])
+        if not topics:
+            return self._reply(self.composer.render("need_case.md.j2", **notes), **keep)
+        chosen = conv.shortlist[conv.chosen] if conv.chosen is not None else None
+        items = self.composer.intake_items(topics, chosen, skip_visa=conv.in_shanghai)
+        text = self.composer.intake_text(items, chosen, notes, in_shanghai=conv.in_shanghai,
+                                         just_arrived=intent.name == "in_shanghai")
+        return self._reply(text, intake=items, **keep)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _pointed(conv: Conversation, intent: Intent) -> Recommendation | None:
+        if not conv.shortlist:
+            return None
+        if intent.ordinal is not None and -len(conv.shortlist) <= intent.ordinal < len(conv.shortlist):
+            return conv.shortlist[intent.ordinal]
+        for index in (conv.focus, conv.chosen, 0):
+            if index is not None:
+                return conv.shortlist[index]
+        return conv.shortlist[0]
+
+    def _notes(self, conv: Conversation, triage: Triage) -> dict[str, bool]:
+        """Banners that sit above any reply: urgent care first, then the language note (once)."""
+        wants_chinese = "zh" in (conv.case.language, conv.language)
+        language_note = wants_chinese and not conv.language_note_given and not self.composer.multilingual
+        if language_note:
+            conv.language_note_given = True
+        return {"urgent": triage.level == "urgent", "language_note": language_note}
+
+    def _specialty_the_widget_lacks(self, conv: Conversation) -> str | None:
+        """The case's strongest specialty when the widget's hospital has no department for it."""
+        if conv.widget_hospital is None:
+            return None
+        scores = self.engine.understander.specialty_scores(conv.case)
+        if not scores:
+            return None
+        top = max(scores, key=scores.get)
+        offered = {code for dept in self.kb.hospitals[conv.widget_hospital].departments for code in dept.specialties}
+        return None if top in offered else top
+
+    @staticmethod
+    def _reply(text: str, triage: Level = "routine", out_of_scope: bool = False,
+               recommendations: list[Recommendation] | None = None, question: str | None = None,
+               intake: list[IntakeItem] | None = None) -> Reply:
+        return Reply(text=text, triage=triage, out_of_scope=out_of_scope, recommendations=recommendations or [],
+                     question=question, intake=intake)

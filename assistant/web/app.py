@@ -1,0 +1,115 @@
+"""The web app: one FastAPI app serves the patient page, the REST API, the widget and the inbox.
+
+    /               the patient chat page (Gradio)
+    /embed/?hospital=renji   the widget's chat, scoped to one hospital (framed by /widget.js)
+    /api/v1/...     the REST API (OpenAPI at /docs)
+    /widget.js      the one-tag widget for hospitals' own sites
+    /inbox          the international department's referral inbox (with its key)
+    /healthz        ready once knowledge, index and database are loaded
+
+Every route calls `CareService`, which calls `Assistant.reply`'s path; the engine never imports this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
+
+set_offline_environment()
+
+import gradio as gr  # noqa: E402  (analytics must be off before gradio is imported)
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
+from fastapi.responses import FileResponse, RedirectResponse  # noqa: E402
+
+from assistant.build import build_service  # noqa: E402
+from assistant.service import CareService  # noqa: E402
+from assistant.store.database import StoreUnavailable  # noqa: E402
+from assistant.web.api import api_router, install_error_handlers  # noqa: E402
+from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
+from assistant.web.page import CSS, build_page, theme  # noqa: E402
+from assistant.web.security import RequestLog, SecurityHeaders, all_origins  # noqa: E402
+
+log = logging.getLogger("app")
+STATIC = PROJECT_ROOT / "assistant" / "web" / "static"
+EXAMPLE_HOST = PROJECT_ROOT / "examples" / "widget-host.html"
+
+
+def purge_every_hour(service: CareService, stop: threading.Event) -> None:
+    """Retention: conversations untouched for CARE_RETENTION_DAYS are deleted, at start and then hourly."""
+    retention = timedelta(days=service.assistant.settings.retention_days)
+    while True:
+        try:
+            removed = service.store.purge_conversations(retention)
+            if removed:
+                log.info("purged %d conversation(s) past retention", removed)
+        except StoreUnavailable:
+            log.warning("purge skipped: database busy")
+        if stop.wait(3600):
+            return
+
+
+def create_app(service: CareService) -> FastAPI:
+    settings = service.assistant.settings
+    limiter = RateLimiter(settings.rate_limits)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threading.Thread(target=purge_every_hour, args=(service, stop), daemon=True, name="purge").start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="Shanghai care finder", version="1", lifespan=lifespan,
+                  description="Hospital-department matching for care in Shanghai, with sources for every fact.")
+    install_error_handlers(app)
+    app.include_router(api_router(service, limiter))
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict:
+        return {"status": "ready", "departments": len(service.assistant.kb.departments),
+                "knowledge": service.assistant.kb.fingerprint}
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget_js() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+    @app.get("/inbox", include_in_schema=False)
+    def inbox_page() -> FileResponse:
+        """The international department's inbox: a static page over the inbox API, with its key."""
+        return FileResponse(STATIC / "inbox.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/embed", include_in_schema=False)
+    def embed_redirect(request: Request) -> RedirectResponse:
+        """`/embed?hospital=renji` is the documented address; Gradio serves the page at `/embed/`."""
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/embed/{query}", status_code=307)
+
+    @app.get("/examples/widget-host.html", include_in_schema=False)
+    def example_host() -> FileResponse:
+        return FileResponse(EXAMPLE_HOST, media_type="text/html")
+
+    app.add_middleware(CORSMiddleware, allow_origins=all_origins(settings.embed_origins),
+                       allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                       allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "Accept"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, embed_origins=settings.embed_origins)
+    app.add_middleware(RequestLog)
+    app = gr.mount_gradio_app(app, build_page(service, limiter, embedded=True), path="/embed", css=CSS,
+                              theme=theme(), ssr_mode=False, footer_links=[])
+    return gr.mount_gradio_app(app, build_page(service, limiter), path="/", css=CSS, theme=theme(), ssr_mode=False,
+                               footer_links=[])
+
+
+def factory() -> FastAPI:
+    """The app from the environment: `uvicorn assistant.web.app:factory --factory --workers 2` loads one per worker."""
+    settings = Settings()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
+    return create_app(build_service(settings))
