@@ -11,7 +11,7 @@ from assistant.compose.model import ModelComposer
 from assistant.compose.templates import Composer, Templates
 from assistant.engine import Engine
 from assistant.flow import Assistant
-from assistant.knowledge import KnowledgeBase, load_knowledge
+from assistant.knowledge import load_knowledge
 from assistant.retrieval.embedder import Embedder, PackagedMiniLM
 from assistant.retrieval.index import DepartmentIndex
 from assistant.retrieval.match import Matcher
@@ -45,9 +45,10 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     )
 
 
-def build_composer(settings: Settings, kb: KnowledgeBase) -> Composer:
+def build_composer(settings: Settings, engine: Engine) -> Composer:
     """Templates by default; a language model rephrases them when an endpoint is configured."""
-    templates = Templates(settings.prompts_dir)
+    kb = engine.kb
+    templates = Templates(settings.prompts_dir, engine.safety.numbers)
     if settings.language_model_enabled:
         return ModelComposer(templates, kb, settings)
     return Composer(templates, kb)
@@ -58,7 +59,7 @@ def build_assistant(settings: Settings | None = None, embedder: Embedder | None 
     """An assistant over a new engine, or over `engine` with other settings (e.g. model phrasing)."""
     engine = engine or build_engine(settings, embedder)
     settings = settings or engine.settings
-    return Assistant(engine, build_composer(settings, engine.kb), settings)
+    return Assistant(engine, build_composer(settings, engine), settings)
 
 
 def build_service(settings: Settings | None = None, embedder: Embedder | None = None,

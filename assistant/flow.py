@@ -42,8 +42,8 @@ class Assistant:
         return self.engine.kb
 
     def start(self, widget_hospital: str | None = None, language: str | None = None) -> Conversation:
-        if widget_hospital is not None and widget_hospital not in self.kb.hospitals:
-            raise ValueError(f"unknown hospital id '{widget_hospital}'")
+        if widget_hospital is not None:
+            self.kb.hospital(widget_hospital)  # raises UnknownHospital
         return Conversation(widget_hospital=widget_hospital, language=language)
 
     def reply(self, conv: Conversation, text: str) -> Reply:

@@ -207,6 +207,13 @@ class HospitalsFile(RootModel[list[HospitalId]]):
     """contracts/hospitals.yaml: the hospital ids the knowledge must cover, a list at the top level."""
 
 
+class UnknownHospital(ValueError):
+    """A hospital id that is not in the knowledge (a widget's data-hospital, a conversation's scope)."""
+
+    def __init__(self, hospital_id: str) -> None:
+        super().__init__(f"unknown hospital id '{hospital_id}'")
+
+
 @dataclass
 class KnowledgeBase:
     """The whole reviewed knowledge, loaded once per process."""
@@ -223,6 +230,11 @@ class KnowledgeBase:
     @cached_property
     def departments(self) -> dict[str, Department]:
         return {dept.id: dept for hospital in self.hospitals.values() for dept in hospital.departments}
+
+    def hospital(self, hospital_id: str) -> Hospital:
+        if hospital_id not in self.hospitals:
+            raise UnknownHospital(hospital_id)
+        return self.hospitals[hospital_id]
 
     def department(self, department_id: str) -> Department:
         return self.departments[department_id]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from assistant.conversation import Conversation
 from assistant.flow import Assistant, TextDelta
+from assistant.knowledge import UnknownHospital
 from assistant.reply import ReferralSummary, Reply
 from assistant.store.database import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
 
@@ -26,10 +27,21 @@ class NotFound(Exception):
 class Invalid(Exception):
     """A request the engine cannot act on; `field` names what to fix."""
 
+    code = "invalid_request"
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class MessageTooLong(Invalid):
+    """Refused before anything runs or is stored, whichever way the message came (API, page, widget)."""
+
+    code = "message_too_long"
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__("text", f"The message has {length:,} characters; the limit is {limit:,}. Please shorten it.")
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,10 @@ class CareService:
 
     # --- conversations ------------------------------------------------------------------------------
     def start(self, widget_hospital: str | None = None, language: str | None = None) -> Conversation:
-        if widget_hospital is not None and widget_hospital not in self.assistant.kb.hospitals:
-            raise Invalid("widget_hospital", f"unknown hospital id '{widget_hospital}'; GET /api/v1/hospitals "
-                                             "lists the ids")
-        conv = self.assistant.start(widget_hospital=widget_hospital, language=language)
+        try:
+            conv = self.assistant.start(widget_hospital=widget_hospital, language=language)
+        except UnknownHospital as unknown:
+            raise Invalid("widget_hospital", f"{unknown}; GET /api/v1/hospitals lists the ids") from None
         self.store.add_conversation(conv)
         log.info("conversation %s~ started (widget %s)", conv.id[:8], widget_hospital or "-")
         return conv
@@ -65,6 +77,9 @@ class CareService:
 
     def send(self, conversation_id: str, text: str) -> Answer:
         """Answer one message and save the conversation; a concurrent save by another copy is retried."""
+        limit = self.assistant.settings.max_message_chars
+        if len(text) > limit:
+            raise MessageTooLong(len(text), limit)
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
             conv = stored.conversation

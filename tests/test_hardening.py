@@ -308,3 +308,14 @@ def test_downloaded_summaries_are_deleted_once_they_are_an_hour_old(tmp_path: Pa
     new_markdown, new_json = referral_files(tmp_path, "what they wrote", "{}")
     assert not Path(old_markdown).exists()
     assert Path(new_markdown).read_text(encoding="utf-8") == "what they wrote" and Path(new_json).exists()
+
+
+def test_a_message_over_the_limit_is_refused_by_the_service_whichever_entrance_it_came_through(make_service):
+    """The page and the widget call the service as the API does: none of them stores an oversized message."""
+    from assistant.service import MessageTooLong
+
+    service = make_service()
+    conversation = service.start()
+    with pytest.raises(MessageTooLong, match="50,000 characters; the limit is 4,000"):
+        service.send(conversation.id, "a" * 50_000)
+    assert service.conversation(conversation.id).conversation.turns == []

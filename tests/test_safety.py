@@ -130,3 +130,13 @@ def test_a_broken_rule_file_names_the_file(tmp_path):
 def test_a_message_that_reads_like_a_crisis_is_never_declined_as_off_topic(assistant, text):
     reply = assistant.reply(assistant.start(), text)
     assert not reply.out_of_scope
+
+
+def test_every_emergency_and_crisis_reply_gives_the_numbers_of_the_one_numbers_file(assistant):
+    numbers = assistant.engine.safety.numbers
+    assert numbers.full == "120 in mainland China, 112 in Europe, 911 in North America"
+    assert numbers.short == "120 in mainland China, 112 or 911 elsewhere"
+    emergency = assistant.reply(assistant.start(), "crushing chest pain and I'm sweating").text
+    crisis = assistant.reply(assistant.start(), "I want to kill myself tonight").text
+    assert numbers.full in emergency
+    assert numbers.full in crisis and numbers.crisis in crisis

@@ -21,7 +21,6 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
-EMERGENCY_MARKERS = ("120", "112", "911")
 HOSPITAL_NAME = re.compile(
     r"\b(?:[A-Z][\w'’-]+\s){1,6}(?:Hospital|Medical Center|Medical Centre|Clinic|Cancer Center)\b"
 )
@@ -110,5 +109,5 @@ class ModelComposer(Composer):
         for dept in self.kb.departments.values():
             if dept.name not in allowed_departments and dept.name in answer and dept.name not in draft:
                 raise GuardRejected("department not in the evidence")
-        if reply.triage == "emergency" and not any(marker in answer for marker in EMERGENCY_MARKERS):
+        if reply.triage == "emergency" and not any(number in answer for number in self.templates.numbers.numbers):
             raise GuardRejected("emergency instruction dropped")

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from assistant.case import Case
 from assistant.knowledge import KnowledgeBase
 from assistant.reply import IntakeItem, Recommendation, ReferralSummary, Reply
+from assistant.turn.safety import EmergencyNumbers
 
 PIECE = re.compile(r"\S+\s*|\s+")
 INTAKE_ORDER = ("records", "translation", "imaging", "pre_consultation", "first_visit", "visa", "payment",
@@ -39,7 +40,8 @@ class NumberedSource:
 
 
 class Templates:
-    def __init__(self, prompts_dir: Path) -> None:
+    def __init__(self, prompts_dir: Path, numbers: EmergencyNumbers) -> None:
+        self.numbers = numbers
         self.environment = Environment(
             loader=FileSystemLoader(str(prompts_dir)),
             undefined=StrictUndefined,
@@ -48,6 +50,7 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.environment.globals["emergency_numbers"] = numbers  # every template words them the same way
 
     def render(self, name: str, **variables: object) -> str:
         text = self.environment.get_template(name).render(**variables)

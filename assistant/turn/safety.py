@@ -83,6 +83,46 @@ class ScopeFile(BaseModel):
     off_topic_examples: list[str]
 
 
+class PhoneNumber(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    number: str
+    where: str
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return " ".join(part for part in (self.number, self.name, "in", self.where) if part)
+
+
+class EmergencyNumbers(BaseModel):
+    """knowledge/safety/emergency_numbers.yaml: the one place the numbers are written, in every form we show."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    emergency: list[PhoneNumber] = Field(min_length=1)
+    crisis_lines: list[PhoneNumber] = Field(min_length=1)
+    crisis_directory: str
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """What an emergency reply must still contain after a language model rephrased it."""
+        return tuple(line.number for line in self.emergency)
+
+    @property
+    def full(self) -> str:
+        """120 in mainland China, 112 in Europe, 911 in North America"""
+        return ", ".join(str(line) for line in self.emergency)
+
+    @property
+    def short(self) -> str:
+        """120 in mainland China, 112 or 911 elsewhere"""
+        first, *others = self.emergency
+        return f"{first}, {' or '.join(line.number for line in others)} elsewhere" if others else str(first)
+
+    @property
+    def crisis(self) -> str:
+        lines = ", ".join(str(line) for line in self.crisis_lines)
+        return f"{lines}; {self.crisis_directory} lists lines for other countries"
+
+
 @dataclass(frozen=True)
 class Triage:
     level: Level = "routine"
@@ -121,6 +161,7 @@ class SafetyChecker:
 
     rules_file: RedFlagFile
     exemplars: ExemplarFile
+    numbers: EmergencyNumbers
     scope: ScopeFile
     embedder: Embedder | None = None  # None: the rules alone, no semantic backup
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
@@ -135,6 +176,7 @@ class SafetyChecker:
             rules_file=load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
             exemplars=load_yaml(safety_dir / "exemplars.yaml", ExemplarFile),
             scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
+            numbers=load_yaml(safety_dir / "emergency_numbers.yaml", EmergencyNumbers),
             embedder=embedder,
         )
         checker._compile_all(safety_dir)

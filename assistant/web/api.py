@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from assistant.knowledge import Department, KnowledgeBase, Source
+from assistant.knowledge import Department, KnowledgeBase, Source, UnknownHospital
 from assistant.reply import ReferralSummary, Reply
 from assistant.service import Answer, CareService, Invalid, NotFound
 from assistant.store.database import (
@@ -26,7 +26,7 @@ from assistant.store.database import (
     StoreUnavailable,
 )
 from assistant.web.errors import ErrorBody, error
-from assistant.web.limits import RateLimited, RateLimiter
+from assistant.web.limits import RateLimited, RateLimiter, client_address
 
 RETRY_AFTER_SECONDS = 2
 
@@ -171,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Invalid)
     def invalid(_request: Request, exc: Invalid) -> JSONResponse:
-        return error(422, "invalid_request", exc.message, exc.field)
+        return error(422, exc.code, exc.message, exc.field)
 
     @app.exception_handler(ConversationChanged)
     def changed(_request: Request, _exc: ConversationChanged) -> JSONResponse:
@@ -195,14 +195,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     kb = service.assistant.kb
-    max_chars = service.assistant.settings.max_message_chars
     bearer = HTTPBearer(auto_error=False, description="An inbox key from `python -m assistant keys create`.")
 
     def key_hospital(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
@@ -221,9 +216,6 @@ def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     @router.post("/conversations/{conversation_id}/messages", response_model=Reply, tags=["conversations"],
                  responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}})
     def message(conversation_id: str, body: MessageRequest, request: Request) -> Response:
-        if len(body.text) > max_chars:
-            return error(422, "message_too_long", f"The message has {len(body.text):,} characters; the limit is "
-                                                  f"{max_chars:,}. Please shorten it.", "text")
         limiter.message(client_address(request), conversation_id)
         turn = service.send(conversation_id, body.text)
         if "text/event-stream" in request.headers.get("accept", ""):
@@ -268,9 +260,10 @@ def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     @router.get("/hospitals/{hospital_id}", response_model=HospitalProfile, tags=["hospitals"],
                 responses={404: {"model": ErrorBody}})
     def hospital(hospital_id: str) -> HospitalProfile:
-        if hospital_id not in kb.hospitals:
-            raise NotFound(f"no hospital '{hospital_id}'; GET /api/v1/hospitals lists the ids")
-        h = kb.hospitals[hospital_id]
+        try:
+            h = kb.hospital(hospital_id)
+        except UnknownHospital as unknown:
+            raise NotFound(f"{unknown}; GET /api/v1/hospitals lists the ids") from None
         cited = {s for d in h.departments for s in d.sources}
         cited |= {s for d in h.departments for c in d.claims() for s in c.sources}
         cited |= {s for c in [*h.about, *h.international_service] for s in c.sources}

@@ -18,6 +18,12 @@ from assistant.settings import RateLimits
 from assistant.web.errors import error
 
 
+def client_address(request: object) -> str:
+    """The address limits count by, for a FastAPI or a Gradio request alike."""
+    client = getattr(request, "client", None)
+    return client.host if client else "unknown"
+
+
 class RateLimited(Exception):
     def __init__(self, retry_after_s: float, what: str) -> None:
         super().__init__(what)

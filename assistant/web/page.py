@@ -21,11 +21,12 @@ from assistant.compose.templates import escape_markdown
 from assistant.reply import Recommendation, Reply
 from assistant.service import CareService, Invalid, NotFound
 from assistant.store.database import StoreUnavailable
-from assistant.web.limits import RateLimited, RateLimiter
+from assistant.turn.safety import EmergencyNumbers
+from assistant.web.limits import RateLimited, RateLimiter, client_address
 
 EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
-                    "Call your local emergency number now (120 in mainland China, 112 in Europe, 911 in North "
-                    "America) or go to the nearest emergency department. Do not travel for care.</div>")
+                    "Call your local emergency number now ({numbers}) or go to the nearest emergency department. "
+                    "Do not travel for care.</div>")
 URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
                  "day or two.</strong> Plan travel for treatment after that.</div>")
 DOWNLOADS_KEPT_S = 3600
@@ -95,8 +96,9 @@ def cards_html(recommendations: list[Recommendation], service: CareService) -> s
     return f"<div class='care-cards'>{''.join(cards)}</div>"
 
 
-def banner_html(reply: Reply) -> str:
-    return {"emergency": EMERGENCY_BANNER, "urgent": URGENT_BANNER}.get(reply.triage, "")
+def banner_html(reply: Reply, numbers: EmergencyNumbers) -> str:
+    emergency = EMERGENCY_BANNER.format(numbers=html.escape(numbers.full))
+    return {"emergency": emergency, "urgent": URGENT_BANNER}.get(reply.triage, "")
 
 
 def referral_files(downloads: Path, markdown: str, summary_json: str) -> tuple[str, str]:
@@ -116,6 +118,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
     kb = service.assistant.kb
     retention_days = service.assistant.settings.retention_days
     downloads = service.assistant.settings.data_dir / "downloads"
+    numbers = service.assistant.engine.safety.numbers
 
     def on_load(request: gr.Request) -> tuple:
         hospital_id = request.query_params.get("hospital") if embedded else None
@@ -129,7 +132,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
 
     def send(message: str, history: list[dict], conversation_id: str | None, hospital_id: str | None,
              language: str | None, request: gr.Request) -> Iterator[tuple]:
-        address = request.client.host if request and request.client else "unknown"
+        address = client_address(request)
         # the user's words show as typed: never as HTML or markdown (an image there would load a URL)
         shown_message = {"role": "user", "content": escape_markdown(message)}
         history = [*history, shown_message] if message.strip() else list(history)
@@ -148,6 +151,9 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
             notice = f"You are sending messages quickly; please wait {limited.retry_after} s and send it again."
             yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
             return
+        except Invalid as problem:  # too long: refused as the API refuses it, nothing stored
+            yield [*history, {"role": "assistant", "content": problem.message}], conversation_id, message, *unchanged
+            return
         except StoreUnavailable:
             notice = "The service is busy and did not save your message; please send it again in a moment."
             yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
@@ -163,7 +169,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
         choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
                    for r in reply.recommendations]
         departments = gr.update(choices=choices, value=choices[0][1]) if choices else gr.update()
-        yield (history, conversation_id, "", banner_html(reply),
+        yield (history, conversation_id, "", banner_html(reply, numbers),
                cards_html(reply.recommendations, service) if reply.recommendations else gr.update(), departments)
 
     def preview(conversation_id: str | None, department_id: str | None) -> tuple:
@@ -189,7 +195,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
         if not conversation_id or not department_id or not idempotency_key:
             return "Preview the summary first."
         try:
-            limiter.referral(request.client.host if request and request.client else "unknown", conversation_id)
+            limiter.referral(client_address(request), conversation_id)
             referral, _ = service.refer(conversation_id, department_id, contact.strip(), idempotency_key)
         except (Invalid, NotFound) as problem:
             return str(problem)
@@ -210,8 +216,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
             gr.Markdown("## Find the right hospital department in Shanghai\nDescribe the diagnosis or symptoms and "
                         "who the patient is. Every fact comes with its source. Replies are in English unless the "
                         "service has a language model configured; you may write in Chinese.")
-        gr.Markdown("**In an emergency, call your local emergency number now (120 in mainland China, 112 or 911 "
-                    "elsewhere).**")
+        gr.Markdown(f"**In an emergency, call your local emergency number now ({numbers.short}).**")
         banner = gr.HTML("", elem_id="care-banner")
         chat = gr.Chatbot(label="Assistant", height=460 if embedded else 520, sanitize_html=True,
                           render_markdown=True, elem_id="care-chat")
