@@ -37,7 +37,7 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
         kb=kb,
         embedder=embedder,
         index=index,
-        safety=SafetyChecker.load(settings.knowledge_dir / "safety", embedder),
+        safety=SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation, embedder),
         understander=understander,
         dialogue=Dialogue(settings.knowledge_dir / "dialogue" / "intents.yaml",
                           settings.prompts_dir / "questions.yaml"),

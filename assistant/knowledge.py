@@ -174,6 +174,22 @@ class ChildCodes(Strict):
     child_codes: dict[str, dict[str, float]]
 
 
+class Negation(Strict):
+    """language/negation.yaml: the one list of negating words that understanding and safety share."""
+
+    words: frozenset[str] = Field(min_length=1)
+    phrases: tuple[str, ...]
+    chinese: tuple[str, ...]
+
+    @field_validator("words")
+    @classmethod
+    def _single_words(cls, words: frozenset[str]) -> frozenset[str]:
+        several = sorted(word for word in words if " " in word)
+        if several:
+            raise ValueError(f"put {several} under phrases")
+        return words
+
+
 class CoverageExceptions(Strict):
     hospitals_per_code: dict[str, str] = Field(default_factory=dict)
 
@@ -225,6 +241,7 @@ class KnowledgeBase:
     child_codes: dict[str, dict[str, float]]
     specialties: dict[str, Specialty]
     hospital_ids: dict[str, HospitalId]
+    negation: Negation
     fingerprint: str
 
     @cached_property
@@ -333,6 +350,7 @@ def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
         child_codes=child_codes,
         specialties=specialties,
         hospital_ids=hospital_ids,
+        negation=load_yaml(knowledge_dir / "language" / "negation.yaml", Negation),
         fingerprint=fingerprint_files(index_inputs(knowledge_dir), knowledge_dir),
     )
     _check_references(base, hospital_files, intake_files, vocab_dir)

@@ -111,7 +111,7 @@ def test_an_emergency_inside_a_prompt_injection_is_still_an_emergency(assistant)
     assert reply.triage == "emergency"
 
 
-def test_a_broken_rule_file_names_the_file(tmp_path):
+def test_a_broken_rule_file_names_the_file(tmp_path, kb):
     from assistant.datafile import DataFileError
     from assistant.settings import PROJECT_ROOT
     from assistant.turn.safety import SafetyChecker
@@ -120,7 +120,7 @@ def test_a_broken_rule_file_names_the_file(tmp_path):
         (tmp_path / name).write_text((PROJECT_ROOT / "knowledge" / "safety" / name).read_text(encoding="utf-8"))
     (tmp_path / "red_flags.yaml").write_text("terms: {a: ['(unclosed']}\nrules: []\ncontext: {}\n")
     with pytest.raises(DataFileError, match="red_flags.yaml"):
-        SafetyChecker.load(tmp_path)
+        SafetyChecker.load(tmp_path, kb.negation)
 
 
 @pytest.mark.parametrize("text", [

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.datafile import DataFileError, load_yaml
+from assistant.knowledge import Negation
 from assistant.reply import SEVERITY, Level
 from assistant.retrieval.embedder import Embedder
 from assistant.turn.message import Message
@@ -41,7 +42,6 @@ class Rule(BaseModel):
 
 class Context(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    negators: list[str]
     past: list[str]
     hypothetical: list[str]
     chronic: list[str]
@@ -162,6 +162,7 @@ class SafetyChecker:
     rules_file: RedFlagFile
     exemplars: ExemplarFile
     numbers: EmergencyNumbers
+    negation: Negation
     scope: ScopeFile
     embedder: Embedder | None = None  # None: the rules alone, no semantic backup
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
@@ -171,12 +172,13 @@ class SafetyChecker:
     _off_topic_vectors: np.ndarray | None = None
 
     @classmethod
-    def load(cls, safety_dir: Path, embedder: Embedder | None = None) -> SafetyChecker:
+    def load(cls, safety_dir: Path, negation: Negation, embedder: Embedder | None = None) -> SafetyChecker:
         checker = cls(
             rules_file=load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
             exemplars=load_yaml(safety_dir / "exemplars.yaml", ExemplarFile),
             scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
             numbers=load_yaml(safety_dir / "emergency_numbers.yaml", EmergencyNumbers),
+            negation=negation,
             embedder=embedder,
         )
         checker._compile_all(safety_dir)
@@ -186,7 +188,6 @@ class SafetyChecker:
         try:
             self.terms = {name: _compile(patterns) for name, patterns in self.rules_file.terms.items()}
             context = self.rules_file.context
-            self._negators = list(context.negators)
             self._past = _compile(context.past)
             self._hypothetical = _compile(context.hypothetical)
             self._chronic = _compile(context.chronic)
@@ -237,17 +238,17 @@ class SafetyChecker:
     def _negated(self, clause: str, start: int) -> bool:
         before = clause[:start]
         before = before.rsplit(",", 1)[-1]  # a comma ends the reach of "no": "no fever, vomiting blood"
-        if any(before.endswith(n) or before.endswith(n + " ") for n in self._negators if not n.isascii()):
+        if any(before.endswith(n) or before.endswith(n + " ") for n in self.negation.chinese):
             return True
         words = re.findall(r"[a-z]+", before)[-NEGATION_WINDOW:]
         for i, word in enumerate(words):
             following = words[i + 1] if i + 1 < len(words) else ""
             if following in NOT_A_NEGATION_AFTER:
                 continue
-            if word in self._negators:
+            if word in self.negation.words:
                 return True
         joined = " ".join(words)
-        return any(" " in n and n in joined for n in self._negators if n.isascii())
+        return any(phrase in joined for phrase in self.negation.phrases)
 
     def present_terms(self, clauses: list[Clause]) -> set[str]:
         present = set()

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 
 from assistant.case import Case, Reading, TermHit
-from assistant.knowledge import KnowledgeBase, VocabularyEntry
+from assistant.knowledge import KnowledgeBase, Negation, VocabularyEntry
 from assistant.text import APOSTROPHES, CJK_RUN, WORD, normalize, tokens_of_normalized
 from assistant.turn.message import Message
 
@@ -21,11 +21,7 @@ FILLER_WORDS = frozenset("my his her their our your the a an".split())
 CLAUSE_MARK = ","
 TOKEN = re.compile(r"[a-z0-9]+(?:[-+][a-z0-9]+)*|[,;:]")
 NEGATION_WINDOW = 4
-NEGATORS = frozenset(["no", "not", "without", "denies", "deny", "never", "nor", "negative"])
-NEGATOR_PHRASES = ("dont have", "doesnt have", "didnt have", "free of", "ruled out", "no sign of", "no signs of",
-                   "no history of", "not have", "hasnt got", "havent got")
 CLAUSE_BREAKS = frozenset(["but", "although", "though", "however", "yet", "except"])
-ZH_NEGATORS = ("没有", "无", "不是", "否认", "未见")
 
 CHILD_WORDS = re.compile(
     r"\b(my|our|her|his|the) (little |baby |newborn |infant |teenage |adopted )?"
@@ -79,7 +75,8 @@ GOALS = {
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
-    def __init__(self, entries: list[VocabularyEntry]) -> None:
+    def __init__(self, entries: list[VocabularyEntry], negation: Negation) -> None:
+        self.negation = negation
         self.by_words: dict[tuple[str, ...], VocabularyEntry] = {}
         self.case_sensitive: dict[str, VocabularyEntry] = {}
         self.chinese: list[VocabularyEntry] = []
@@ -111,7 +108,7 @@ class Vocabulary:
                     continue
                 covered.update(span)
                 hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind,
-                                    negated=_negated(words, start)))
+                                    negated=_negated(words, start, self.negation)))
         covered_words = {words[i] for i in covered}
         for token in re.findall(r"[A-Za-z][A-Za-z0-9-]*", text):
             entry = self.case_sensitive.get(token)
@@ -121,23 +118,23 @@ class Vocabulary:
         for entry in self.chinese:
             position = remaining.find(entry.term)
             if position >= 0:
-                negated = any(remaining[max(0, position - 3) : position].endswith(n) for n in ZH_NEGATORS)
+                negated = any(remaining[max(0, position - 3) : position].endswith(n) for n in self.negation.chinese)
                 hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind, negated=negated))
                 remaining = remaining.replace(entry.term, " ")  # the longer term wins over its parts
         return hits
 
 
-def _negated(words: list[str], start: int) -> bool:
+def _negated(words: list[str], start: int, negation: Negation) -> bool:
     """A negator shortly before the term, in the same clause, negates it ("no fever", "without pain")."""
     window = []
     for word in reversed(words[max(0, start - NEGATION_WINDOW) : start]):
         if word in CLAUSE_BREAKS or word == CLAUSE_MARK:
             break
         window.append(word)
-    if any(word in NEGATORS for word in window):
+    if any(word in negation.words for word in window):
         return True
     before = " ".join(reversed(window))
-    return any(phrase in before for phrase in NEGATOR_PHRASES)
+    return any(phrase in before for phrase in negation.phrases)
 
 
 def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
@@ -182,7 +179,7 @@ def detect_goals(normalized: str) -> set[str]:
 
 class Understander:
     def __init__(self, kb: KnowledgeBase) -> None:
-        self.vocabulary = Vocabulary(kb.vocabulary)
+        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation)
         self.child_codes = kb.child_codes
         self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
 
