@@ -29,8 +29,8 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
+# The app builds the index itself when the knowledge changed (and reuses it otherwise).
 run: $(RUN_STAMP)
-	$(PY) -m assistant index
 	HOST=$(HOST) PORT=$(PORT) $(PY) app.py
 
 index: $(RUN_STAMP)

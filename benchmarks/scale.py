@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.build import configured_embedder
 from assistant.knowledge import load_knowledge
-from assistant.retrieval.embedder import PackagedMiniLM
 from assistant.retrieval.index import CHROMA_MAX_BATCH, build_chunks
 from assistant.settings import Settings, set_offline_environment
 from benchmarks.results import write_results
@@ -101,7 +101,7 @@ def main() -> None:
     set_offline_environment()
     settings = Settings()
     kb = load_knowledge(settings.knowledge_dir)
-    embedder = PackagedMiniLM()
+    embedder = configured_embedder(settings)
     profiles = [chunk for chunk in build_chunks(kb) if chunk.claim == -1]
     base = embedder.embed([chunk.text for chunk in profiles]).astype(np.float32)
     audiences = [chunk.audience for chunk in profiles]

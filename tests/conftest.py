@@ -72,7 +72,7 @@ def settings(session_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def embedder():
     """The packaged MiniLM: for every test whose answer depends on meaning (ranking, triage, scope)."""
-    from assistant.retrieval.embedder import PackagedMiniLM
+    from assistant.embedder import PackagedMiniLM
 
     return PackagedMiniLM()
 
@@ -82,6 +82,22 @@ def engine(settings: Settings, embedder):
     from assistant.build import build_engine
 
     return build_engine(settings, embedder)
+
+
+@pytest.fixture(scope="session")
+def fake_embedder():
+    """The hashing stand-in: for tests of plumbing (index lifecycle, robustness, storage), never of meaning.
+    It builds an index in a second or two where the model needs fifteen."""
+    from assistant.embedder import HashingEmbedder
+
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def fake_engine(session_dir: Path, fake_embedder):
+    from assistant.build import build_engine
+
+    return build_engine(Settings(data_dir=session_dir / "fake-data"), fake_embedder)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,9 @@ def test_baselines_score_every_system_on_the_same_cases(assistant):
 
 
 def test_the_scale_benchmark_starts_and_stops_its_own_chroma_server(tmp_path):
-    env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "CARE_DATA_DIR": str(tmp_path / "data")}
+    """The hashing embedder: this checks the benchmark's plumbing, whose vectors need no meaning."""
+    env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "CARE_DATA_DIR": str(tmp_path / "data"),
+           "CARE_EMBEDDER": "hashing"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "300", "--queries", "3"],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -30,7 +30,9 @@ KEYS = [f"durability-{n:04d}" for n in range(400)]
 
 
 def start_server(data_dir: Path, database: Path, port: int) -> subprocess.Popen:
+    """What `make run` starts, with the hashing embedder: durability of referrals does not depend on meaning."""
     env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
+           "CARE_EMBEDDER": "hashing",
            "CARE_RATE_LIMITS__ENABLED": "false", "HOST": "127.0.0.1", "PORT": str(port),
            "GRADIO_TEMP_DIR": str(database.parent)}
     process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -57,10 +59,11 @@ def database(tmp_path: Path) -> Path:
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_duplicate(
-        settings, engine, database: Path) -> None:
+        tmp_path: Path, database: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(settings.data_dir, database, port)
+    data_dir = tmp_path / "data"
+    server = start_server(data_dir, database, port)
     try:
         conversation_id = httpx.post(f"{base}/api/v1/conversations").json()["conversation_id"]
         httpx.post(f"{base}/api/v1/conversations/{conversation_id}/messages", json={"text": STORY}, timeout=30)
@@ -84,7 +87,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_dup
         sent_before_kill = dict(acknowledged)
         assert 40 <= len(sent_before_kill) < len(KEYS), "the kill must land mid-stream"
 
-        server = start_server(settings.data_dir, database, port)
+        server = start_server(data_dir, database, port)
         for key in KEYS:
             referral_id = send(base, conversation_id, key)
             assert referral_id is not None, key

@@ -23,36 +23,36 @@ def test_every_department_has_a_profile_chunk_and_one_chunk_per_claim(kb):
     assert len(chunks) == len(kb.departments) + claims
 
 
-def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, embedder):
+def test_unchanged_knowledge_reuses_the_stored_index(tmp_path, fake_embedder):
     settings = Settings(data_dir=tmp_path)
     kb = load_knowledge(settings.knowledge_dir)
-    first = DepartmentIndex(kb, embedder, settings).open()
-    second = DepartmentIndex(kb, embedder, settings).open()
+    first = DepartmentIndex(kb, fake_embedder, settings).open()
+    second = DepartmentIndex(kb, fake_embedder, settings).open()
     assert not first.reused and second.reused
     assert first.collection == second.collection
 
 
-def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, knowledge_copy, embedder):
+def test_changed_knowledge_builds_a_new_index_and_drops_the_old_one(tmp_path, knowledge_copy, fake_embedder):
     import chromadb
 
     settings = Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge_copy)
-    old = DepartmentIndex(load_knowledge(knowledge_copy), embedder, settings).open()
+    old = DepartmentIndex(load_knowledge(knowledge_copy), fake_embedder, settings).open()
     path = knowledge_copy / "hospitals" / "sphic.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["departments"][0]["summary"] += " Also heavy ions for children."
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    new = DepartmentIndex(load_knowledge(knowledge_copy), embedder, settings).open()
+    new = DepartmentIndex(load_knowledge(knowledge_copy), fake_embedder, settings).open()
     assert new.collection != old.collection and not new.reused
     names = {c.name for c in chromadb.PersistentClient(path=str(settings.chroma_dir)).list_collections()}
     assert names == {new.collection}
 
 
-def test_an_incomplete_index_is_rebuilt(tmp_path, kb, embedder):
+def test_an_incomplete_index_is_rebuilt(tmp_path, kb, fake_embedder):
     settings = Settings(data_dir=tmp_path)
-    index = DepartmentIndex(kb, embedder, settings)
+    index = DepartmentIndex(kb, fake_embedder, settings)
     index.open()
     index.store._collection.delete(ids=[index.chunks[0].id])
-    again = DepartmentIndex(kb, embedder, settings).open()
+    again = DepartmentIndex(kb, fake_embedder, settings).open()
     assert not again.reused and again.chunks == len(index.chunks)
 
 
@@ -72,8 +72,9 @@ def test_the_tests_cannot_reach_the_internet():
         socket.create_connection(("93.184.216.34", 80), timeout=2)
 
 
-def test_the_engine_starts_with_the_network_blocked_in_a_fresh_process(tmp_path: Path):
-    """A separate interpreter with every non-loopback connection refused still loads and matches."""
+def test_the_engine_starts_with_the_network_blocked_in_a_fresh_process(tmp_path: Path, engine):
+    """A separate interpreter with every non-loopback connection refused still loads the model and matches
+    (on the index the session built, which it reuses: building one needs no network either)."""
     script = f"""
 import socket
 real = socket.socket.connect
@@ -84,7 +85,7 @@ def guarded(self, address):
 socket.socket.connect = guarded
 from assistant.build import build_engine
 from assistant.settings import Settings
-engine = build_engine(Settings(data_dir={str(tmp_path)!r}))
+engine = build_engine(Settings(data_dir={str(engine.settings.data_dir)!r}))
 print(engine.match("relapsed multiple myeloma").recommendations[0].department_id)
 """
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}

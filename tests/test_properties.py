@@ -51,9 +51,16 @@ def assistant(engine) -> Assistant:
     return build_assistant(engine=engine)
 
 
+@pytest.fixture(scope="module")
+def plumbing_assistant(fake_engine) -> Assistant:
+    """Whether any text gets a Reply does not depend on meaning: the hashing embedder answers it quickly."""
+    return build_assistant(engine=fake_engine)
+
+
 @BOUNDED
 @given(text=ANY_TEXT)
-def test_any_text_gets_a_reply_never_an_exception(assistant: Assistant, text: str) -> None:
+def test_any_text_gets_a_reply_never_an_exception(plumbing_assistant: Assistant, text: str) -> None:
+    assistant = plumbing_assistant
     conv = assistant.start()
     reply = assistant.reply(conv, text)
     assert isinstance(reply, Reply) and reply.text.strip()

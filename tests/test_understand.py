@@ -108,3 +108,9 @@ def test_treatments_and_location_are_kept_for_the_referral(understander, read):
     assert "chemotherapy" in case.treatments or "chemo" in " ".join(case.treatments)
     assert case.location == "Jakarta"
     assert read(understander, "I'm in pain with my knee").location is None
+
+
+def test_a_term_negated_in_one_message_still_counts_for_search_in_another(understander, read):
+    case = read(understander, "no diabetes in the family", "my knee gives way", "now they found diabetes")
+    assert "diabetes" not in case.search_texts[0]
+    assert "diabetes" in case.search_texts[2] and "diabetes" in case.search_text

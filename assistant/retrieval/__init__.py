@@ -1,1 +1,1 @@
-"""Finding departments: the embedder seam, the department index (dense + lexical) and the ranking."""
+"""Finding departments: the department index (dense + lexical) and the ranking."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from assistant.embedder import Embedder
 from assistant.knowledge import Department, Hospital, KnowledgeBase
-from assistant.retrieval.embedder import Embedder
 from assistant.settings import Settings
 from assistant.text import search_tokens
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.retrieval.embedder import Embedder
+from assistant.embedder import Embedder
 from assistant.text import letter_counts, normalize, share_of_chinese
 
 # A sentence ends at . ! ? (not a decimal point: "38.2"), their Chinese forms, a semicolon or a line break.

@@ -18,9 +18,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.datafile import DataFileError, load_yaml
+from assistant.embedder import Embedder
 from assistant.knowledge import Negation
 from assistant.reply import SEVERITY, Level
-from assistant.retrieval.embedder import Embedder
 from assistant.turn.message import Message
 
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
