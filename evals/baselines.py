@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from assistant.flow import Assistant
+from assistant.text import normalize
 from evals.cases import EvalCase
 from evals.metrics import compute_metrics
 from evals.runner import run_cases
@@ -55,7 +56,7 @@ def baselines(assistant: Assistant) -> dict[str, Ranker]:
         return departments_in_order(sorted(scores, key=scores.get, reverse=True))
 
     def lexical(text: str, widget: str | None) -> list[str]:
-        scores = index.lexical(text)
+        scores = index.lexical(normalize(text))
         ranked = departments_in_order(sorted(scores, key=scores.get, reverse=True))
         return [d for d in ranked if not widget or d.startswith(f"{widget}/")]
 

@@ -28,14 +28,14 @@ def run_case(assistant: Assistant, case: EvalCase) -> dict:
     conv = assistant.start(widget_hospital=case.widget)
     latencies: list[float] = []
     highest = "routine"
-    reply = None
+    replies = []
     for turn in case.turns:
         started = time.perf_counter()
-        reply = assistant.reply(conv, turn)
+        replies.append(assistant.reply(conv, turn))
         latencies.append(round((time.perf_counter() - started) * 1000, 2))
-        if SEVERITY[reply.triage] > SEVERITY[highest]:
-            highest = reply.triage
-    assert reply is not None
+        if SEVERITY[replies[-1].triage] > SEVERITY[highest]:
+            highest = replies[-1].triage
+    reply = replies[-1]  # a case has at least one turn (EvalCase)
     result = {"id": case.id, "triage": highest, "out_of_scope": reply.out_of_scope, **shortlist_fields(reply),
               "reply": reply.text, "latency_ms": latencies}
     expect = case.expect.model_dump(exclude_none=True) if case.expect else None

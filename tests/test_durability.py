@@ -88,8 +88,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_dup
         assert 40 <= len(sent_before_kill) < len(KEYS), "the kill must land mid-stream"
 
         server = start_server(data_dir, database, port)
-        for key in KEYS:
-            referral_id = send(base, conversation_id, key)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # retried as the clients would: four at a time
+            retried = dict(zip(KEYS, pool.map(lambda key: send(base, conversation_id, key), KEYS), strict=True))
+        for key, referral_id in retried.items():
             assert referral_id is not None, key
             if key in sent_before_kill:
                 assert referral_id == sent_before_kill[key], key  # the same referral, not a second one

@@ -19,7 +19,7 @@ from langchain_core.embeddings import Embeddings
 from assistant.embedder import Embedder
 from assistant.knowledge import Department, Hospital, KnowledgeBase
 from assistant.settings import Settings
-from assistant.text import search_tokens
+from assistant.text import search_tokens, tokens_of_normalized
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +222,9 @@ class DepartmentIndex:
                                                                                filter=where)
         return {doc.id: 1.0 - distance for doc, distance in results}
 
-    def lexical(self, text: str) -> dict[str, float]:
-        """BM25 score per chunk id (only chunks sharing a token with the query)."""
-        tokens = search_tokens(text)
+    def lexical(self, normalized: str) -> dict[str, float]:
+        """BM25 score per chunk id (only chunks sharing a token with the query); the text is already normalised."""
+        tokens = tokens_of_normalized(normalized)
         if not tokens:
             return {}
         scores = self._bm25.get_scores(tokens)
