@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -93,3 +94,16 @@ print(engine.match("relapsed multiple myeloma").recommendations[0].department_id
                           cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "/" in done.stdout
+
+
+def test_dense_search_is_exact_and_the_same_on_every_build(tmp_path, kb, fake_embedder):
+    """Rankings, and so evaluation scores, must not move when the same knowledge is indexed again."""
+    queries = fake_embedder.embed(["relapsed myeloma car-t", "my baby has a hole in the heart", "knee gives way",
+                                   "glioma surgery", "cataract in both eyes", "biliary atresia transplant"])
+    first, second = (DepartmentIndex(kb, fake_embedder, Settings(data_dir=tmp_path / name)) for name in "ab")
+    first.open()
+    second.open()
+    vectors = fake_embedder.embed([chunk.text for chunk in first.chunks])
+    for query in queries:
+        exact = {first.chunks[i].id for i in np.argsort(-(vectors @ query))[:100]}
+        assert set(first.dense(query, k=100)) == set(second.dense(query, k=100)) == exact
