@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import RootModel
 
 from assistant.case import Case
-from assistant.datafile import DataFileError, load_yaml
+from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.text import normalize
 from assistant.turn.message import Message
 from assistant.turn.understand import Understander
@@ -24,8 +24,7 @@ SUBSTANTIVE_TOKENS = 8  # content words a message needs before retrieval alone c
 QUESTION_KEYS = ("diagnosis", "organ", "age")  # the questions `question_to_ask` can choose
 
 
-class IntentFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class IntentFile(Strict):
     intents: dict[str, list[str]]
     ordinals: dict[str, int]
     intake_topics: dict[str, list[str]]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from assistant.datafile import DataFileError, load_yaml
+from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
 from assistant.knowledge import Negation
 from assistant.reply import SEVERITY, Level
@@ -33,15 +33,13 @@ CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "sudden"})  # who and 
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Rule(Strict):
     family: str
     level: Literal["emergency", "urgent"]
     all: list[str] = Field(min_length=1)
 
 
-class Context(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Context(Strict):
     past: list[str]
     hypothetical: list[str]
     chronic: list[str]
@@ -52,29 +50,25 @@ class Context(BaseModel):
     third_party_story: list[str]
 
 
-class RedFlagFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RedFlagFile(Strict):
     terms: dict[str, list[str]]
     rules: list[Rule]
     context: Context
 
 
-class Exemplar(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Exemplar(Strict):
     text: str
     family: str
 
 
-class ExemplarFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExemplarFile(Strict):
     threshold: float
     margin: float
     emergency: list[Exemplar]
     calm: list[str]
 
 
-class ScopeFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScopeFile(Strict):
     injection: list[str]
     off_topic: list[str]
     margin: float
@@ -83,8 +77,7 @@ class ScopeFile(BaseModel):
     off_topic_examples: list[str]
 
 
-class PhoneNumber(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PhoneNumber(Strict):
     number: str
     where: str
     name: str | None = None
@@ -93,10 +86,9 @@ class PhoneNumber(BaseModel):
         return " ".join(part for part in (self.number, self.name, "in", self.where) if part)
 
 
-class EmergencyNumbers(BaseModel):
+class EmergencyNumbers(Strict):
     """knowledge/safety/emergency_numbers.yaml: the one place the numbers are written, in every form we show."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     emergency: list[PhoneNumber] = Field(min_length=1)
     crisis_lines: list[PhoneNumber] = Field(min_length=1)
     crisis_directory: str
