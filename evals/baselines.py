@@ -3,7 +3,9 @@
 1. dense only: Chroma similarity over department chunks, best chunk per department;
 2. lexical only: BM25 over the same chunks;
 3. the stock LangChain RAG recipe: `similarity_search` top-k, departments in retrieval order, no safety;
-4. ours: the full `Assistant`.
+4. dense over specialty descriptions: the message embedded and the specialties of the contract ranked by
+   the similarity of their name and scope line (specialties only: it names no department or hospital);
+5. ours: the full `Assistant`.
 
 Baselines have no dialogue: all turns of a case are one query, and they never triage or decline.
 """
@@ -68,10 +70,28 @@ def baselines(assistant: Assistant) -> dict[str, Ranker]:
     return {"dense only": dense, "lexical only (BM25)": lexical, "LangChain RAG recipe": langchain_rag}
 
 
+def specialty_descriptions(assistant: Assistant, cases: list[EvalCase]) -> list[dict]:
+    """The plainest router: which specialty's own description reads most like the message."""
+    embedder = assistant.engine.embedder
+    specialties = list(assistant.kb.specialties.values())
+    descriptions = embedder.embed([f"{spec.name}: {spec.scope}" for spec in specialties])
+    results = []
+    for case in cases:
+        started = time.perf_counter()
+        similarity = descriptions @ embedder.embed([" ".join(case.turns)])[0]
+        codes = [specialties[i].code for i in similarity.argsort()[::-1][:3]]
+        results.append({"id": case.id, "triage": "routine", "out_of_scope": False, "specialties": codes,
+                        "hospitals": [], "departments": [], "reply": "",
+                        "latency_ms": [(time.perf_counter() - started) * 1000]})
+    return results
+
+
 def compare(assistant: Assistant, cases: list[EvalCase]) -> dict[str, dict]:
     expectations = {case.id: case.model_dump(exclude_none=True) for case in cases}
     table = {name: compute_metrics(run_baseline(assistant, cases, rank), expectations)
              for name, rank in baselines(assistant).items()}
+    table["dense over specialty descriptions"] = compute_metrics(specialty_descriptions(assistant, cases),
+                                                                 expectations)
     table["ours"] = compute_metrics(run_cases(assistant, cases), expectations)
     return table
 
