@@ -31,6 +31,15 @@ class TextDelta:
     text: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One answered message: the text pieces as streamed, then the whole reply (conversation.Turn is the
+    history entry)."""
+
+    deltas: list[str]
+    reply: Reply
+
+
 class Assistant:
     def __init__(self, engine: Engine, composer: Composer, settings: Settings) -> None:
         self.engine = engine
@@ -47,11 +56,15 @@ class Assistant:
         return Conversation(widget_hospital=widget_hospital, language=language)
 
     def reply(self, conv: Conversation, text: str) -> Reply:
+        return self.answer(conv, text).reply
+
+    def answer(self, conv: Conversation, text: str) -> Answer:
+        """`stream` run to the end: what a caller that sends the reply later (the API, the page) keeps."""
         events = list(self.stream(conv, text))
         final = events[-1]
         if not isinstance(final, Reply):
             raise RuntimeError("a turn's stream must end with its Reply")
-        return final
+        return Answer([event.text for event in events if isinstance(event, TextDelta)], final)
 
     def stream(self, conv: Conversation, text: str) -> Iterator[TextDelta | Reply]:
         started = time.perf_counter()

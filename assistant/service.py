@@ -8,12 +8,11 @@ this object between requests, so any copy of the app can serve any request.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from assistant.conversation import Conversation
-from assistant.flow import Assistant, TextDelta
+from assistant.flow import Answer, Assistant
 from assistant.knowledge import UnknownHospital
-from assistant.reply import ReferralSummary, Reply
+from assistant.reply import ReferralSummary
 from assistant.store.database import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
 
 SAVE_ATTEMPTS = 3
@@ -42,15 +41,6 @@ class MessageTooLong(Invalid):
 
     def __init__(self, length: int, limit: int) -> None:
         super().__init__("text", f"The message has {length:,} characters; the limit is {limit:,}. Please shorten it.")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One answered message: the text pieces as streamed, then the whole reply (conversation.Turn is the
-    history entry)."""
-
-    deltas: list[str]
-    reply: Reply
 
 
 class CareService:
@@ -83,18 +73,14 @@ class CareService:
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
             conv = stored.conversation
-            events = list(self.assistant.stream(conv, text))
-            deltas = [event.text for event in events if isinstance(event, TextDelta)]
-            reply = events[-1]
-            if not isinstance(reply, Reply):
-                raise RuntimeError("a turn's stream must end with its Reply")
+            answer = self.assistant.answer(conv, text)
             if not text.strip():
-                return Answer(deltas, reply)  # the friendly prompt for an empty message changes nothing
+                return answer  # the friendly prompt for an empty message changes nothing
             try:
                 self.store.save_conversation(conv, stored.version)
                 log.info("conversation %s~ turn %d: triage %s, %d recommendation(s)", conv.id[:8], len(conv.turns),
-                         reply.triage, len(reply.recommendations))
-                return Answer(deltas, reply)
+                         answer.reply.triage, len(answer.reply.recommendations))
+                return answer
             except ConversationChanged:
                 if attempt == SAVE_ATTEMPTS - 1:
                     raise

@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assistant.flow import Answer
 from assistant.knowledge import Department, KnowledgeBase, Source, UnknownHospital
 from assistant.reply import ReferralSummary, Reply
-from assistant.service import Answer, CareService, Invalid, NotFound
+from assistant.service import CareService, Invalid, NotFound
 from assistant.store.database import (
     REFERRAL_STATUSES,
     ConversationChanged,
