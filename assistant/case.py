@@ -24,6 +24,14 @@ class TermHit(BaseModel):
     negated: bool = False
 
 
+def without_negated_terms(normalized: str, hits: list[TermHit]) -> str:
+    """Lexical search must not find "diabetes" in "no diabetes"."""
+    for hit in hits:
+        if hit.negated:
+            normalized = normalized.replace(normalize(hit.term), " ")
+    return normalized
+
+
 @dataclass(frozen=True)
 class Reading:
     """One message, understood: its terms, who and how old the patient is, goals, place, language."""
@@ -76,14 +84,8 @@ class Case(BaseModel):
         """Cases saved before search texts and letter counts were kept: derive them from the texts."""
         if isinstance(data, dict) and data.get("texts") and "search_texts" not in data:
             counts = [letter_counts(text) for text in data["texts"]]
-            negated = [normalize(hit["term"]) for hit in data.get("hits", []) if hit.get("negated")]
-            search_texts = []
-            for text in data["texts"]:
-                search_text = normalize(text)
-                for term in negated:
-                    search_text = search_text.replace(term, " ")
-                search_texts.append(search_text)
-            data = {**data, "search_texts": search_texts,
+            hits = [TermHit.model_validate(hit) for hit in data.get("hits", [])]
+            data = {**data, "search_texts": [without_negated_terms(normalize(text), hits) for text in data["texts"]],
                     "content_tokens": sum(len(search_tokens(text)) for text in data["texts"]),
                     "cjk_letters": sum(c for c, _ in counts), "latin_letters": sum(n for _, n in counts)}
         return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from assistant.case import Case, Reading, TermHit
+from assistant.case import Case, Reading, TermHit, without_negated_terms
 from assistant.knowledge import KnowledgeBase, Negation, VocabularyEntry
 from assistant.text import APOSTROPHES, CJK_RUN, WORD, normalize, tokens_of_normalized
 from assistant.turn.message import Message
@@ -198,7 +198,7 @@ class Understander:
             goals=detect_goals(message.normalized),
             location=location.group(1).strip() if location else None,
             language="zh" if message.is_chinese else "en",
-            search_text=without_negated_terms(message.normalized, hits),
+            search_text=without_negated_terms(message.normalized, hits),  # this message's negations only
             content_tokens=len(tokens_of_normalized(message.normalized)),
             cjk_letters=message.cjk_letters,
             latin_letters=message.latin_letters,
@@ -230,10 +230,3 @@ class Understander:
         scores = case.raw_scores()
         return bool(scores) and max(scores, key=scores.get) in self.pediatric_codes
 
-
-def without_negated_terms(normalized: str, hits: list[TermHit]) -> str:
-    """Lexical search must not find "diabetes" in "no diabetes"; only this message's negations count."""
-    for hit in hits:
-        if hit.negated:
-            normalized = normalized.replace(normalize(hit.term), " ")
-    return normalized
