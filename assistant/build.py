@@ -12,7 +12,8 @@ from assistant.compose.templates import Composer, Templates
 from assistant.embedder import Embedder, HashingEmbedder, PackagedMiniLM
 from assistant.engine import Engine
 from assistant.flow import Assistant
-from assistant.knowledge import load_knowledge
+from assistant.knowledge import KnowledgeBase, load_knowledge
+from assistant.learned import TrainingSet, load_or_train, load_thresholds
 from assistant.retrieval.index import DepartmentIndex
 from assistant.retrieval.match import Matcher
 from assistant.service import CareService
@@ -31,18 +32,42 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     embedder = embedder or configured_embedder(settings)
     index = DepartmentIndex(kb, embedder, settings)
     index.open()
-    understander = Understander(kb)
+    safety = SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation, embedder)
+    training = training_set(settings, safety, kb)
+    models = load_or_train(training, settings.knowledge_dir, settings.models_dir, embedder)
+    understander = Understander(kb, training.everyday_words())
+    safety.use_classifier(models, load_thresholds(settings.knowledge_dir))
     return Engine(
         settings=settings,
         kb=kb,
         embedder=embedder,
         index=index,
-        safety=SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation, embedder),
+        safety=safety,
         understander=understander,
         dialogue=Dialogue(settings.knowledge_dir / "dialogue" / "intents.yaml",
                           settings.prompts_dir / "questions.yaml"),
-        matcher=Matcher(kb, index, understander, settings.weights),
+        matcher=Matcher(kb, index, understander, settings.weights, models),
+        models=models,
     )
+
+
+def training_set(settings: Settings, safety: SafetyChecker, kb: KnowledgeBase) -> TrainingSet:
+    """What the classifiers learn from: knowledge/training/, the safety files' examples and the guidance's Chinese
+    danger signs, and the Chinese vocabulary."""
+    return TrainingSet.load(
+        settings.knowledge_dir,
+        alarming=[exemplar.text for exemplar in safety.exemplars.emergency],
+        calm=[*safety.exemplars.calm, *safety.scope.in_scope_examples, *safety.scope.off_topic_examples],
+        chinese_signs=[sign for family in safety.guidance.families if family.level == "emergency"
+                       for sign in family.signs_zh],
+        chinese_terms=[(entry.term, max(entry.codes, key=entry.codes.get)) for entry in kb.vocabulary
+                       if entry.lang == "zh"],
+    )
+
+
+def learned_training_set(settings: Settings) -> TrainingSet:
+    kb = load_knowledge(settings.knowledge_dir)
+    return training_set(settings, SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation), kb)
 
 
 def configured_embedder(settings: Settings) -> Embedder:

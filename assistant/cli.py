@@ -42,8 +42,27 @@ def cmd_validate(settings: Settings) -> int:
 def cmd_index(settings: Settings) -> int:
     from assistant.build import build_engine
 
-    stats = build_engine(settings).index_stats
+    engine = build_engine(settings)
+    stats = engine.index_stats
     print(f"{stats.collection}: {stats.chunks} chunks, {'reused' if stats.reused else 'built'} in {stats.seconds:.2f}s")
+    models = engine.models
+    print(f"models-{models.fingerprint}: {'trained' if models.trained else 'reused'} in {models.seconds:.2f}s")
+    return 0
+
+
+def cmd_vectors(settings: Settings) -> int:
+    """Refresh the training vectors that ship with the data, so a fresh clone trains in seconds."""
+    from assistant.build import configured_embedder, learned_training_set
+    from assistant.learned import all_texts, vector_cache
+
+    embedder = configured_embedder(settings)
+    training = learned_training_set(settings)
+    texts = all_texts(training)
+    cache = vector_cache(settings.knowledge_dir, settings.models_dir, embedder)
+    cache.embed(texts)
+    shipped = cache.shipped
+    cache.save(shipped, only=texts)
+    print(f"{shipped}: {len(set(texts))} texts")
     return 0
 
 
@@ -136,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     key_actions.add_parser("revoke", help="revoke by key id or the whole key").add_argument("key")
     key_actions.add_parser("list", help="key ids, hospitals and whether they are active")
     commands.add_parser("purge", help="delete conversations older than the retention setting")
+    commands.add_parser("vectors", help="refresh the shipped vectors of the training data (after editing it)")
     args = parser.parse_args(argv)
 
     if args.command == "settings":
@@ -156,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         return cmd_keys(settings, args)
     if args.command == "purge":
         return cmd_purge(settings)
+    if args.command == "vectors":
+        return cmd_vectors(settings)
     if args.command == "index":
         code = cmd_index(settings)
         print(f"total {time.perf_counter() - started:.1f}s")

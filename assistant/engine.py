@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from assistant.case import Case
 from assistant.embedder import Embedder
 from assistant.knowledge import KnowledgeBase
+from assistant.learned import LearnedModels
 from assistant.reply import Recommendation
 from assistant.retrieval.index import DepartmentIndex, IndexStats
 from assistant.retrieval.match import Matcher
@@ -40,6 +41,7 @@ class Engine:
     understander: Understander
     dialogue: Dialogue
     matcher: Matcher
+    models: LearnedModels
 
     @property
     def index_stats(self) -> IndexStats | None:

@@ -111,7 +111,8 @@ class Assistant:
 
     def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage) -> Reply:
         engine = self.engine
-        question = engine.dialogue.question_to_ask(conv.case, engine.understander, conv.asked)
+        question = engine.dialogue.question_to_ask(conv.case, engine.understander, conv.asked,
+                                                   engine.matcher.routing_confidence(conv.case, message))
         if question is not None:
             conv.asked.append(question)
             text = engine.dialogue.question_text(question)

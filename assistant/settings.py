@@ -37,6 +37,8 @@ class MatchWeights(BaseModel):
     dense: float = 0.35
     lexical: float = 0.25
     reputation: float = 0.25
+    learned: float = 0.5  # the routing classifier's probabilities beside the vocabulary's codes (strongest = 1)
+    relevance_floor: float = 0.6  # a card below this share of the best card's score is not shown (tuned on dev)
     rrf_k: int = 20
     dense_k: int = 100  # nearest chunks fetched; the query costs ~4 ms at 100 and ~7 ms at 200
 
@@ -58,7 +60,7 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", description="Hospital profiles, intake guides, vocabulary, "
                                  "safety rules and the contracts (specialty codes, hospital ids).")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Reply templates and system prompts.")
-    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index (Chroma) and other state live.")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index (Chroma), the trained classifiers and other state live.")
     chroma_host: str | None = Field(
         None,
         validation_alias=AliasChoices("CARE_CHROMA_HOST", "CHROMA_HOST"),
@@ -114,6 +116,11 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        """The triage and routing classifiers and their training vectors, by fingerprint (assistant/learned.py)."""
+        return self.data_dir / "models"
 
     @property
     def language_model_enabled(self) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
 from assistant.settings import Settings, set_offline_environment
 from evals.cases import read_cases
-from evals.metrics import compute_metrics
+from evals.metrics import compute_metrics, confusion_table, triage_confusion
 
 
 def summary_table(metrics: dict) -> str:
@@ -36,12 +36,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = run_cases(assistant, case_file.cases, progress=progress_bar)
     cases = {case.id: case.model_dump(exclude_none=True) for case in case_file.cases}
     metrics = compute_metrics(results, cases)
-    output = {"metrics": metrics, "cases": results,
+    confusion = triage_confusion(results, cases)
+    output = {"metrics": metrics, "triage_confusion": confusion, "cases": results,
               "run": {"cases_file": str(args.cases), "date": datetime.now(UTC).isoformat(timespec="seconds"),
                       "settings_fingerprint": settings.fingerprint(), "knowledge": assistant.kb.fingerprint,
                       "skipped_lines": case_file.problems}}
     Path(args.out).write_text(json.dumps(output, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(summary_table(metrics))
+    print(confusion_table(confusion))
     failed = [r["id"] for r in results if r["passed"] is False]
     print(f"{len(results)} cases, {len(failed)} failed" + (f": {', '.join(failed[:20])}" if failed else ""))
     return 1 if case_file.problems else 0
@@ -70,6 +72,20 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 1 if case_file.problems else 0
 
 
+DEV_CASES = ["evals/cases/dev.jsonl", "evals/cases/holdout.jsonl"]
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from assistant.build import build_engine
+    from evals.tune import tune
+
+    settings = Settings()
+    cases = [case for path in args.cases for case in read_cases(Path(path)).cases]
+    chosen = tune(build_engine(settings), cases, args.cases, settings.knowledge_dir / "training" / "thresholds.yaml")
+    print(chosen)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     set_offline_environment()
     logging.basicConfig(level=logging.ERROR)
@@ -85,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     baselines = commands.add_parser("baselines", help="compare with dense-only, BM25-only and LangChain RAG")
     baselines.add_argument("--cases", required=True)
     baselines.add_argument("--out", help="also write the Markdown table here")
+    tune = commands.add_parser("tune", help="choose the classifiers' thresholds on the dev cases")
+    tune.add_argument("--cases", nargs="+", default=DEV_CASES)
     args = parser.parse_args(argv)
-    commands_by_name = {"run": cmd_run, "report": cmd_report, "baselines": cmd_baselines}
+    commands_by_name = {"run": cmd_run, "report": cmd_report, "baselines": cmd_baselines, "tune": cmd_tune}
     try:
         return commands_by_name[args.command](args)
     except DataFileError as error:

@@ -56,6 +56,25 @@ def compute_metrics(results: list[dict], cases: dict[str, dict]) -> dict[str, fl
     }
 
 
+LEVELS = ("emergency", "urgent", "routine")
+
+
+def triage_confusion(results: list[dict], cases: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Stated triage level (rows) against the level the assistant gave (columns), over cases that state one."""
+    table = {gold: dict.fromkeys(LEVELS, 0) for gold in LEVELS}
+    for result in results:
+        gold = ((cases.get(result["id"]) or {}).get("expect") or {}).get("triage")
+        if gold in table and result.get("triage") in LEVELS:
+            table[gold][result["triage"]] += 1
+    return table
+
+
+def confusion_table(table: dict[str, dict[str, int]]) -> str:
+    lines = ["| stated \\ given | " + " | ".join(LEVELS) + " |", "| --- |" + " --- |" * len(LEVELS)]
+    lines += [f"| {gold} | " + " | ".join(str(row[level]) for level in LEVELS) + " |" for gold, row in table.items()]
+    return "\n".join(lines)
+
+
 def passed(result: dict, expect: dict | None) -> bool | None:
     """A case passes when every expectation it states holds (specialty and hospital within the top 3)."""
     if not expect:

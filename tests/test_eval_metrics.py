@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evals.cases import read_cases
-from evals.metrics import compute_metrics, passed, percentile
+from evals.metrics import compute_metrics, passed, percentile, triage_confusion
 
 
 def result(case_id: str, **fields) -> dict:
@@ -112,3 +112,10 @@ def test_the_report_is_one_self_contained_page_with_failures_and_deltas(tmp_path
     assert page.count('src="data:image/png;base64,') >= 2, "plots are embedded, not linked"
     assert "Pass to fail (1)" in page and "turn of d" in page
     assert "specialty_hit_at_1" in page and "<th>delta</th>" in page
+
+
+def test_the_triage_confusion_counts_stated_against_given_levels_for_cases_that_state_one():
+    table = triage_confusion(RESULTS, CASES)
+    assert table["emergency"] == {"emergency": 1, "urgent": 1, "routine": 0}  # c caught, d called urgent
+    assert table["routine"] == {"emergency": 0, "urgent": 0, "routine": 1}  # a
+    assert sum(sum(row.values()) for row in table.values()) == 3  # b, e and f state no level

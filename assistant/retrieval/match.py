@@ -15,6 +15,7 @@ import numpy as np
 
 from assistant.case import Case
 from assistant.knowledge import Department, KnowledgeBase, RankingPlace
+from assistant.learned import LearnedModels
 from assistant.reply import Evidence, Recommendation
 from assistant.retrieval.index import DepartmentIndex
 from assistant.settings import MatchWeights
@@ -63,8 +64,10 @@ def _ordinal(n: int) -> str:
 
 class Matcher:
     def __init__(self, kb: KnowledgeBase, index: DepartmentIndex, understander: Understander,
-                 weights: MatchWeights) -> None:
+                 weights: MatchWeights, learned: LearnedModels | None = None) -> None:
         self.kb = kb
+        self.learned = learned
+        self._last_query: tuple[str, np.ndarray | None] = ("", None)
         self.index = index
         self.understander = understander
         self.weights = weights
@@ -91,21 +94,55 @@ class Matcher:
         return best / top, best_code
 
     def query_vector(self, case: Case, message: Message) -> np.ndarray:
-        """The case's words embedded: on a first message without negations, the message's own vector."""
+        """The case's words embedded: on a first message without negations, the message's own vector; else
+        embedded once per turn (the dialogue and the ranking both ask)."""
         if case.search_text == message.normalized:
             return message.vector
-        return self.index.embedder.embed([case.search_text])[0]
+        text, vector = self._last_query
+        if text != case.search_text:
+            vector = self.index.embedder.embed([case.search_text])[0]
+            self._last_query = (case.search_text, vector)
+        return vector
+
+    def routing_confidence(self, case: Case, message: Message) -> float:
+        """How sure the routing classifier is of one specialty (0 for Chinese, which the model cannot read)."""
+        if self.learned is None:
+            return 0.0
+        probabilities = self.learned.specialty.probabilities(self.query_vector(case, message))[0]
+        return float(probabilities.max()) * (1 - case.chinese_share)
+
+    def code_scores(self, case: Case, query_vector: np.ndarray) -> dict[str, float]:
+        """The vocabulary's codes (scaled so the strongest is 1) plus the routing classifier's probabilities.
+
+        The vocabulary is precise on the words it lists; the classifier reads the words it does not. It reads
+        English only, so a Chinese case leans on the vocabulary."""
+        vocabulary = self.understander.specialty_scores(case)
+        top = max(vocabulary.values(), default=0.0)
+        scores = {code: weight / top for code, weight in vocabulary.items()} if top > 0 else {}
+        if self.learned is None or not self.weights.learned:
+            return scores
+        # beside the vocabulary's strongest code (1) the classifier breaks ties; alone it ranks (fit is relative)
+        english, chinese = self.weights.learned * (1 - case.chinese_share), self.weights.learned * case.chinese_share
+        learned = [(self.learned.specialty, self.learned.specialty.probabilities(query_vector)[0], english)]
+        if chinese:
+            learned.append((self.learned.chinese_specialty, self.learned.chinese_specialties(case.search_text),
+                            chinese))
+        for model, probabilities, weight in learned:
+            for code, probability in zip(model.labels, probabilities, strict=True):
+                scores[code] = scores.get(code, 0.0) + weight * float(probability)
+        return {code: value for code, value in scores.items() if value > 0}
 
     def rank(self, case: Case, message: Message, hospital_id: str | None = None,
              limit: int = 10) -> list[Recommendation]:
-        scores = self.understander.specialty_scores(case)
+        query_vector = self.query_vector(case, message)
+        scores = self.code_scores(case, query_vector)
         child = self.understander.patient_is_child(case)
         eligible = [d for d in self.departments.values() if self.eligible(d, child, hospital_id)]
         if not eligible:
             return []
         where = {"hospital_id": hospital_id} if hospital_id else None
-        dense_chunks = self.index.dense(self.query_vector(case, message),
-                                        k=min(len(self.index.chunks), self.weights.dense_k), where=where)
+        dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), self.weights.dense_k),
+                                        where=where)
         lexical_chunks = self.index.lexical(case.search_text)
         dense = self._best_per_department(dense_chunks)
         lexical = self._best_per_department(lexical_chunks)
@@ -126,6 +163,8 @@ class Matcher:
             candidates.append((total, dept, code, signals))
 
         candidates.sort(key=lambda item: item[0], reverse=True)
+        floor = self.weights.relevance_floor * candidates[0][0]
+        candidates = [candidate for candidate in candidates if candidate[0] >= floor]
         ranked = [
             self._candidate(dept, total, code, signals, case, dense_chunks)
             for total, dept, code, signals in candidates[:limit * 3]

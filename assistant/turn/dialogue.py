@@ -21,6 +21,7 @@ from assistant.turn.understand import Understander
 MAX_QUESTIONS_BEFORE_RECOMMENDING = 2
 AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means age decides
 SUBSTANTIVE_TOKENS = 8  # content words a message needs before retrieval alone can rank departments
+CONFIDENT_ROUTING = 0.5  # the routing classifier's top probability above which a short message needs no question
 QUESTION_KEYS = ("diagnosis", "organ", "age")  # the questions `question_to_ask` can choose
 
 
@@ -74,14 +75,18 @@ class Dialogue:
     def intake_topics(self, intent: Intent) -> list[str]:
         return self.config.intake_topics.get(intent.name or "", [])
 
-    def question_to_ask(self, case: Case, understander: Understander, asked: list[str]) -> str | None:
-        """The key of the question whose answer changes the ranking most, or None to recommend now."""
+    def question_to_ask(self, case: Case, understander: Understander, asked: list[str],
+                        routing_confidence: float = 0.0) -> str | None:
+        """The key of the question whose answer changes the ranking most, or None to recommend now.
+
+        `routing_confidence` is the routing classifier's top probability: a short message in words the vocabulary
+        does not list ("Waldenström's, second opinion") is not vague when the classifier is sure of it."""
         if len(asked) >= MAX_QUESTIONS_BEFORE_RECOMMENDING:
             return None
         terms = [normalize(term) for term in case.terms]
         if not terms:
             # a long story without a known term still ranks well by retrieval; a short vague one cannot
-            vague = case.content_tokens < SUBSTANTIVE_TOKENS
+            vague = case.content_tokens < SUBSTANTIVE_TOKENS and routing_confidence < CONFIDENT_ROUTING
             return "diagnosis" if vague and "diagnosis" not in asked else None
         if all(term in self.generic_terms for term in terms) and "organ" not in asked:
             return "organ"

@@ -1,10 +1,14 @@
 """Emergency triage, scope and injection checks: the first step of every turn, deterministic.
 
-The rules live in knowledge/safety/red_flags.yaml. A rule fires when all of its terms appear in
-clauses that speak about now: a negated term ("no chest pain"), a clause about the past ("I had
-a stroke in 2019"), a hypothetical ("what if I get chest pain on the flight?") or a general
-question ("what is a heart attack?") does not count. A semantic check against emergency
-exemplars, with the same packaged embedding model, backs the rules up for paraphrases.
+Three readers, and the highest level any of them gives wins (a later one may raise a level, never lower it):
+1. rules (knowledge/safety/red_flags.yaml), each family sourced in knowledge/safety/guidance.yaml. A rule
+   fires when all of its terms appear in clauses that speak about now: a negated term ("no chest pain"), a
+   clause about the past ("I had a stroke in 2019"), a hypothetical ("what if I get chest pain on the
+   flight?") or a general question ("what is a heart attack?") does not count;
+2. numbers: vital signs in those clauses against the guidance's thresholds (`assistant.turn.vitals`);
+3. a classifier over the shared embedding (`assistant.learned`) on the whole message and on each sentence
+   about now, trained on messages others wrote, for the words no rule lists. The packaged model reads
+   English only, so a Chinese message has the rules and numbers alone.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from pydantic import Field
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
-from assistant.knowledge import Negation
+from assistant.knowledge import Negation, Source
+from assistant.learned import LearnedModels, Thresholds
 from assistant.reply import SEVERITY, Level
 from assistant.turn.message import Message
+from assistant.turn.vitals import AgeGroup, Threshold, VitalThresholds, read_vitals
 
-CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others"})
+CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others", "self_harm_suicide", "mental_health_acute"})
 # Clause ends: sentence marks (not a decimal point: "38.2"), "but", and ", now" ("last week, now severe pain").
 CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
@@ -37,6 +43,14 @@ class Rule(Strict):
     family: str
     level: Literal["emergency", "urgent"]
     all: list[str] = Field(min_length=1)
+
+
+class ChineseRedFlags(Strict):
+    """knowledge/safety/red_flags_zh.yaml: Chinese (simplified and traditional) patterns for the same families."""
+
+    terms: dict[str, list[str]]  # more patterns for terms of red_flags.yaml
+    new_terms: dict[str, list[str]]  # signs red_flags.yaml has no term for
+    rules: list[Rule]
 
 
 class Context(Strict):
@@ -54,6 +68,7 @@ class RedFlagFile(Strict):
     terms: dict[str, list[str]]
     rules: list[Rule]
     context: Context
+    guidance: dict[str, str]  # rule family -> the guidance family (and so the sources) it follows
 
 
 class Exemplar(Strict):
@@ -62,8 +77,6 @@ class Exemplar(Strict):
 
 
 class ExemplarFile(Strict):
-    threshold: float
-    margin: float
     emergency: list[Exemplar]
     calm: list[str]
 
@@ -81,6 +94,7 @@ class PhoneNumber(Strict):
     number: str
     where: str
     name: str | None = None
+    source: str | None = None  # a source id of knowledge/safety/guidance.yaml
 
     def __str__(self) -> str:
         return " ".join(part for part in (self.number, self.name, "in", self.where) if part)
@@ -115,12 +129,42 @@ class EmergencyNumbers(Strict):
         return f"{lines}; {self.crisis_directory} lists lines for other countries"
 
 
+class GuidanceFamily(Strict):
+    id: str
+    name: str
+    level: Literal["emergency", "urgent"]
+    sources: list[str] = Field(min_length=1)
+    signs: list[str] = Field(min_length=1)
+    signs_zh: list[str] = Field(min_length=1)
+    urgent_signs: list[str] = []
+
+
+class CrisisLine(Strict):
+    number: str
+    name: str
+    hours: str
+    source: str
+
+
+class Guidance(Strict):
+    """knowledge/safety/guidance.yaml: the published triage guidance every rule family and threshold comes from."""
+
+    sources: list[Source] = Field(min_length=1)
+    families: list[GuidanceFamily] = Field(min_length=1)
+    vital_signs: list[Threshold] = Field(min_length=1)
+    crisis_lines_china: list[CrisisLine] = Field(min_length=1)
+
+    @property
+    def thresholds(self) -> VitalThresholds:
+        return VitalThresholds(vital_signs=self.vital_signs)
+
+
 @dataclass(frozen=True)
 class Triage:
     level: Level = "routine"
     family: str | None = None
     terms: tuple[str, ...] = ()
-    via: str | None = None  # "rule" | "semantic"
+    via: str | None = None  # "rule" | "number" | "classifier"
 
     @property
     def is_emergency(self) -> bool:
@@ -129,6 +173,20 @@ class Triage:
     @property
     def is_crisis(self) -> bool:
         return self.family in CRISIS_FAMILIES
+
+
+def with_chinese(rules: RedFlagFile, chinese: ChineseRedFlags, safety_dir: Path) -> RedFlagFile:
+    """The English rule file with the Chinese file's patterns and rules added."""
+    terms = {name: list(patterns) for name, patterns in rules.terms.items()}
+    for name, patterns in chinese.terms.items():
+        if name not in terms:
+            raise DataFileError(f"{safety_dir / 'red_flags_zh.yaml'}: terms: '{name}' is not a term of red_flags.yaml")
+        terms[name] += patterns
+    for name, patterns in chinese.new_terms.items():
+        if name in terms:
+            raise DataFileError(f"{safety_dir / 'red_flags_zh.yaml'}: new_terms: '{name}' is already a term")
+        terms[name] = list(patterns)
+    return rules.model_copy(update={"terms": terms, "rules": [*rules.rules, *chinese.rules]})
 
 
 def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
@@ -149,32 +207,61 @@ class Clause:
 
 @dataclass
 class SafetyChecker:
-    """Rules first, then the semantic backup; both read files under knowledge/safety/."""
+    """Rules, numbers and the classifier; the rules and numbers read files under knowledge/safety/."""
 
     rules_file: RedFlagFile
     exemplars: ExemplarFile
     numbers: EmergencyNumbers
     negation: Negation
     scope: ScopeFile
-    embedder: Embedder | None = None  # None: the rules alone, no semantic backup
+    guidance: Guidance
+    embedder: Embedder | None = None  # None: the rules and numbers alone
+    learned: LearnedModels | None = None  # None: no classifier (rules and numbers alone)
+    thresholds: Thresholds | None = None
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
     _exemplar_vectors: np.ndarray | None = None
-    _calm_vectors: np.ndarray | None = None
     _in_scope_vectors: np.ndarray | None = None
     _off_topic_vectors: np.ndarray | None = None
 
     @classmethod
-    def load(cls, safety_dir: Path, negation: Negation, embedder: Embedder | None = None) -> SafetyChecker:
+    def load(cls, safety_dir: Path, negation: Negation, embedder: Embedder | None = None,
+             learned: LearnedModels | None = None, thresholds: Thresholds | None = None) -> SafetyChecker:
         checker = cls(
-            rules_file=load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
+            rules_file=with_chinese(load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
+                                    load_yaml(safety_dir / "red_flags_zh.yaml", ChineseRedFlags), safety_dir),
             exemplars=load_yaml(safety_dir / "exemplars.yaml", ExemplarFile),
             scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
             numbers=load_yaml(safety_dir / "emergency_numbers.yaml", EmergencyNumbers),
+            guidance=load_yaml(safety_dir / "guidance.yaml", Guidance),
             negation=negation,
             embedder=embedder,
+            learned=learned,
+            thresholds=thresholds,
         )
         checker._compile_all(safety_dir)
+        checker._check_sources(safety_dir)
         return checker
+
+    def use_classifier(self, learned: LearnedModels, thresholds: Thresholds) -> None:
+        """The classifier trains on the safety files' examples too, so it joins after they are loaded."""
+        self.learned = learned
+        self.thresholds = thresholds
+
+    def _check_sources(self, safety_dir: Path) -> None:
+        """Every rule follows a guidance family, every family and crisis line cites a source in the guidance."""
+        families = {family.id: family for family in self.guidance.families}
+        source_ids = {source.id for source in self.guidance.sources}
+        for rule in self.rules_file.rules:
+            if self.rules_file.guidance.get(rule.family) not in families:
+                raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: rule family '{rule.family}' names no family "
+                                    "of guidance.yaml under `guidance`")
+        cited = [(f"family '{family.id}'", source) for family in families.values() for source in family.sources]
+        cited += [(f"crisis line {line.number}", line.source) for line in self.guidance.crisis_lines_china]
+        cited += [(f"vital sign {threshold.measure}", threshold.source) for threshold in self.guidance.vital_signs]
+        cited += [(f"crisis line {line.number}", line.source) for line in self.numbers.crisis_lines if line.source]
+        for what, source in cited:
+            if source not in source_ids:
+                raise DataFileError(f"{safety_dir / 'guidance.yaml'}: {what} cites unknown source '{source}'")
 
     def _compile_all(self, safety_dir: Path) -> None:
         try:
@@ -200,7 +287,6 @@ class SafetyChecker:
                     )
         if self.embedder is not None:
             self._exemplar_vectors = self.embedder.embed([e.text for e in self.exemplars.emergency])
-            self._calm_vectors = self.embedder.embed(self.exemplars.calm)
             self._in_scope_vectors = self.embedder.embed(self.scope.in_scope_examples)
             self._off_topic_vectors = self.embedder.embed(self.scope.off_topic_examples)
 
@@ -253,7 +339,8 @@ class SafetyChecker:
 
     def triage(self, message: Message) -> Triage:
         """Emergency rules read clauses about now; who the patient is (child, pregnant) counts from any clause;
-        urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon."""
+        urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon.
+        Numbers and the classifier may only raise what the rules said."""
         clauses = self.clauses(message.normalized)
         now = self.present_terms([c for c in clauses if c.counts])
         real = self.present_terms([c for c in clauses if c.real])
@@ -263,22 +350,44 @@ class SafetyChecker:
             terms = present if rule.level == "emergency" else real
             if all(term in terms for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
-        if best.level == "routine" and present - CONTEXT_TERMS:
-            # the backup needs one red-flag ingredient in the message; alone it would read "no fever" as fever
-            semantic = self.semantic(clauses, message.vector)
-            if semantic is not None:
-                return semantic
+        for other in (self.by_numbers(clauses, present), self.by_classifier(message)):
+            if other is not None and SEVERITY[other.level] > SEVERITY[best.level]:
+                best = other
         return best
 
-    def semantic(self, clauses: list[Clause], vector: np.ndarray) -> Triage | None:
-        """Paraphrases the rules miss: close to an emergency exemplar and clearly closer than to calm ones."""
-        if self._exemplar_vectors is None or not any(c.counts for c in clauses):
+    def by_numbers(self, clauses: list[Clause], present: set[str]) -> Triage | None:
+        """Vital signs in the clauses about now, held against the guidance's thresholds for this age group."""
+        vitals = [vital for clause in clauses if clause.counts for vital in read_vitals(clause.text)]
+        if not vitals:
             return None
-        emergency = self._exemplar_vectors @ vector
-        calm = float(np.max(self._calm_vectors @ vector)) if len(self.exemplars.calm) else 0.0
-        best = int(np.argmax(emergency))
-        if emergency[best] >= self.exemplars.threshold and emergency[best] - calm >= self.exemplars.margin:
-            return Triage("emergency", self.exemplars.emergency[best].family, (), "semantic")
+        age: AgeGroup = "infant_under_3_months" if "infant" in present else "child_1_5" if "child" in present \
+            else "adult"
+        level, vital, _ = self.guidance.thresholds.judge(vitals, age)
+        if vital is None:
+            return None
+        return Triage(level, "vital_signs", (vital.said,), "number")
+
+    def by_classifier(self, message: Message) -> Triage | None:
+        """The learned reader: the whole message, or one sentence about now sure enough on its own."""
+        if self.learned is None or self.thresholds is None:
+            return None
+        limits = self.thresholds
+        if message.is_chinese:
+            about_now = [c.text for c in self.clauses(message.normalized) if c.counts]
+            if about_now and self.learned.chinese_emergency_probability(about_now).max() >= limits.emergency_chinese:
+                return Triage("emergency", None, (), "classifier")
+            return None
+        whole = float(self.learned.emergency.decision(message.vector)[0])
+        about_now = [i for i, sentence in enumerate(message.sentences)
+                     if any(clause.counts for clause in self.clauses(sentence))]
+        sentence_vectors = message.sentence_vectors[about_now]
+        sentences = self.learned.emergency.decision(sentence_vectors) if len(about_now) else np.zeros(0)
+        if whole >= limits.emergency_message or (len(sentences) and sentences.max() >= limits.emergency_sentence):
+            vector = sentence_vectors[int(np.argmax(sentences))] if whole < limits.emergency_message \
+                else message.vector
+            return Triage("emergency", self.learned.family.best(vector), (), "classifier")
+        if float(self.learned.urgent.decision(message.vector)[0]) >= limits.urgent_message:
+            return Triage("urgent", None, (), "classifier")
         return None
 
     # --- scope ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from functools import lru_cache
 
 from assistant.case import Case, Reading, TermHit, without_negated_terms
 from assistant.knowledge import KnowledgeBase, Negation, VocabularyEntry
@@ -72,10 +73,35 @@ GOALS = {
 }
 
 
+TYPO_MIN_LETTERS = 5  # shorter words are left alone: "son" must never become "sun"
+TYPO_LONG_WORD = 8  # from this length two edits are allowed ("mutliple myloma", "brest cancer": one each)
+
+
+class TypoCorrector:
+    """Medical words misspelt by one or two edits (Damerau-Levenshtein: a swap counts one) back to the vocabulary's.
+
+    Only words nobody here wrote are corrected: a word of the vocabulary or of a department's profile is kept."""
+
+    def __init__(self, vocabulary_words: set[str], known_words: set[str]) -> None:
+        self.targets = sorted(word for word in vocabulary_words if len(word) >= TYPO_MIN_LETTERS and word.isalpha())
+        self.known = vocabulary_words | known_words
+
+    @lru_cache(maxsize=4096)  # noqa: B019  (one corrector per process, built once with the engine)
+    def correct(self, word: str) -> str:
+        if len(word) < TYPO_MIN_LETTERS or word in self.known or not word.isalpha():
+            return word
+        from rapidfuzz import process
+        from rapidfuzz.distance import DamerauLevenshtein
+
+        allowed = 2 if len(word) >= TYPO_LONG_WORD else 1
+        best = process.extractOne(word, self.targets, scorer=DamerauLevenshtein.distance, score_cutoff=allowed)
+        return best[0] if best is not None else word
+
+
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
-    def __init__(self, entries: list[VocabularyEntry], negation: Negation) -> None:
+    def __init__(self, entries: list[VocabularyEntry], negation: Negation, known_words: set[str] | None = None) -> None:
         self.negation = negation
         self.by_words: dict[tuple[str, ...], VocabularyEntry] = {}
         self.case_sensitive: dict[str, VocabularyEntry] = {}
@@ -91,11 +117,13 @@ class Vocabulary:
                 if words:
                     self.by_words.setdefault(words, entry)
         self.chinese.sort(key=lambda entry: -len(entry.term))
+        self.typos = TypoCorrector({word for words in self.by_words for word in words}, known_words or set())
 
     def find(self, message: Message) -> list[TermHit]:
         normalized, text = message.normalized, message.raw
         # commas stay as tokens: no term spans them, and "no" does not reach past one
-        words = [CLAUSE_MARK if w in ",;:" else w for w in TOKEN.findall(normalized) if w not in FILLER_WORDS]
+        words = [CLAUSE_MARK if w in ",;:" else self.typos.correct(w) for w in TOKEN.findall(normalized)
+                 if w not in FILLER_WORDS]
         hits: list[TermHit] = []
         covered: set[int] = set()
         for size in range(min(MAX_TERM_WORDS, len(words)), 0, -1):
@@ -177,9 +205,16 @@ def detect_goals(normalized: str) -> set[str]:
     return {goal for goal, phrases in GOALS.items() if any(phrase in normalized for phrase in phrases)}
 
 
+def profile_words(kb: KnowledgeBase) -> set[str]:
+    """Words the knowledge itself uses (department names, summaries, conditions): real words, never typos."""
+    texts = [text for dept in kb.departments.values() for text in (dept.name, dept.summary, *dept.conditions)]
+    return {word for text in texts for word in WORD.findall(normalize(text))}
+
+
 class Understander:
-    def __init__(self, kb: KnowledgeBase) -> None:
-        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation)
+    def __init__(self, kb: KnowledgeBase, everyday_words: set[str] | None = None) -> None:
+        """`everyday_words`: words people write often (from the training messages), never corrected as typos."""
+        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation, profile_words(kb) | (everyday_words or set()))
         self.child_codes = kb.child_codes
         self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
 

@@ -1,0 +1,390 @@
+"""The learned parts of understanding: classifiers over the shared embedding, trained at index build.
+
+Why: rules and word lists only know the words somebody here wrote. A classifier over the embedding of
+thousands of messages written by others (knowledge/training/) carries to paraphrases nobody listed.
+
+scikit-learn fits the models once per training data and embedder; the fitted parameters are kept as
+plain numpy arrays (no pickle) under `data/models/<fingerprint>.npz` and scored with numpy, so a warm
+start loads a few arrays and never imports scikit-learn. The texts' vectors are cached beside them,
+so changed training data embeds only its new lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+from pydantic import ValidationError
+
+from assistant.datafile import DataFileError, Strict, load_yaml
+from assistant.embedder import Embedder
+from assistant.text import normalize
+
+log = logging.getLogger(__name__)
+
+MODELS_VERSION = "svc-rbf-triage+lr-routing+zh-char-ngrams-v1"
+NGRAM_SIZES = (1, 2, 3)
+WHITESPACE = re.compile(r"\s\s+")
+# Chosen on the dev cases (fewest false alarms at 98.5% emergency recall, C in 0.5-10, gamma in 1-6); the vectors
+# are unit length, so gamma 2 weighs a training message by exp(-4 * (1 - cosine similarity)).
+SVC_C = 1.0
+SVC_GAMMA = 2.0
+ROUTING_C = 2.0  # chosen on the dev cases: the classifier alone hits 85% at 1 on both dev files
+Example = TypeVar("Example", bound=Strict)
+
+
+# --- training data ----------------------------------------------------------------------------------
+class TriageExample(Strict):
+    text: str
+    level: Literal["emergency", "urgent", "routine"]
+    family: str
+    kind: Literal["positive", "near_miss"]
+    lang: Literal["en", "zh"]
+
+
+class RoutingExample(Strict):
+    text: str
+    specialty: str
+    also: list[str]
+    lang: Literal["en", "zh"]
+    style: Literal["symptoms", "story", "diagnosis", "ontology"]
+    voice: str
+
+
+def read_jsonl(path: Path, model: type[Example]) -> list[Example]:
+    """One validated example per line; a bad line stops the build naming the file, line and field."""
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(model.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as error:
+            raise DataFileError(f"{path}:{number}: {str(error).splitlines()[0]}") from error
+    return examples
+
+
+class Thresholds(Strict):
+    """knowledge/training/thresholds.yaml: decision values chosen on the dev cases for the current models."""
+
+    models: str  # the models' fingerprint these were chosen for
+    emergency_message: float
+    emergency_sentence: float
+    urgent_message: float
+    emergency_chinese: float  # the Chinese model's emergency probability
+    chosen_on: str
+    dev: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    triage: list[TriageExample]
+    routing: list[RoutingExample]
+    alarming: list[str]  # emergencies from the safety files (exemplars)
+    calm: list[str]  # routine messages from the safety files (calm exemplars, scope examples)
+    chinese_signs: list[str]  # the guidance's emergency danger signs in Chinese
+    chinese_terms: list[tuple[str, str]]  # the Chinese vocabulary: term and its strongest code
+
+    @classmethod
+    def load(cls, knowledge_dir: Path, alarming: Sequence[str] = (), calm: Sequence[str] = (),
+             chinese_signs: Sequence[str] = (), chinese_terms: Sequence[tuple[str, str]] = ()) -> TrainingSet:
+        training_dir = knowledge_dir / "training"
+        return cls(triage=read_jsonl(training_dir / "triage.jsonl", TriageExample),
+                   routing=read_jsonl(training_dir / "routing.jsonl", RoutingExample), alarming=list(alarming),
+                   calm=list(calm), chinese_signs=list(chinese_signs), chinese_terms=list(chinese_terms))
+
+    def everyday_words(self, min_count: int = 3) -> set[str]:
+        """Words of the training messages written at least `min_count` times: real words, not one writer's typo."""
+        counts = Counter(word for example in [*self.triage, *self.routing]
+                         for word in re.findall(r"[a-z]+", normalize(example.text)))
+        return {word for word, count in counts.items() if count >= min_count}
+
+    def fingerprint(self, embedder_name: str) -> str:
+        digest = hashlib.sha256(f"{MODELS_VERSION}|{embedder_name}|{SVC_C}|{SVC_GAMMA}|{ROUTING_C}".encode())
+        for example in [*self.triage, *self.routing]:
+            digest.update(example.model_dump_json().encode())
+        for text in [*self.alarming, "|", *self.calm, "|", *self.chinese_signs, "|",
+                     *(f"{term}={code}" for term, code in self.chinese_terms)]:
+            digest.update(text.encode())
+        return digest.hexdigest()[:16]
+
+
+# --- scorers: fitted parameters, scored with numpy --------------------------------------------------
+@dataclass(frozen=True)
+class KernelScorer:
+    """A binary RBF support-vector machine's decision value: above 0 leans positive, higher is surer."""
+
+    support: np.ndarray
+    dual: np.ndarray
+    intercept: float
+    gamma: float
+
+    def decision(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.atleast_2d(vectors)
+        squared = ((vectors**2).sum(1)[:, None] + (self.support**2).sum(1)[None, :]
+                   - 2.0 * vectors @ self.support.T)
+        return np.exp(-self.gamma * np.maximum(squared, 0.0)) @ self.dual + self.intercept
+
+
+@dataclass(frozen=True)
+class LinearScorer:
+    """Multinomial logistic regression: a probability per label."""
+
+    labels: tuple[str, ...]
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        logits = np.atleast_2d(vectors) @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def probability_of(self, label: str, vectors: np.ndarray) -> np.ndarray:
+        return self.probabilities(vectors)[:, self.labels.index(label)]
+
+    def best(self, vector: np.ndarray) -> str:
+        return self.labels[int(np.argmax(self.probabilities(vector)[0]))]
+
+
+@dataclass(frozen=True)
+class CharNgrams:
+    """Character 1-3-grams weighted by tf-idf: how the learned models read Chinese, which the packaged embedding
+    model cannot (it gives Chinese text vectors close to noise). The same features scikit-learn's
+    `TfidfVectorizer(analyzer="char", ngram_range=(1, 3))` computes, so training and reading agree."""
+
+    grams: tuple[str, ...]
+    idf: np.ndarray
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {gram: i for i, gram in enumerate(self.grams)}
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), len(self.grams)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            text = WHITESPACE.sub(" ", text.lower())
+            for n in NGRAM_SIZES:
+                for start in range(len(text) - n + 1):
+                    column = self._index.get(text[start : start + n])
+                    if column is not None:
+                        rows[row, column] += 1.0
+        rows *= self.idf
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows / np.where(norms == 0, 1.0, norms)
+
+
+@dataclass(frozen=True)
+class LearnedModels:
+    """English reads the shared embedding; Chinese reads character n-grams (see `CharNgrams`)."""
+
+    fingerprint: str
+    emergency: KernelScorer  # emergency vs the rest
+    urgent: KernelScorer  # urgent or emergency vs routine
+    family: LinearScorer  # which emergency family, to pick the reply (crisis or emergency)
+    specialty: LinearScorer  # specialty code from the words of the case
+    chinese: CharNgrams  # the features of the two Chinese models below
+    chinese_emergency: LinearScorer  # labels ("other", "emergency")
+    chinese_specialty: LinearScorer
+    seconds: float = 0.0
+    trained: bool = False
+
+    def chinese_emergency_probability(self, texts: Sequence[str]) -> np.ndarray:
+        return self.chinese_emergency.probability_of("emergency", self.chinese.vectors(texts))
+
+    def chinese_specialties(self, text: str) -> np.ndarray:
+        return self.chinese_specialty.probabilities(self.chinese.vectors([text]))[0]
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint)}
+        for name in ("emergency", "urgent"):
+            scorer: KernelScorer = getattr(self, name)
+            arrays |= {f"{name}.support": scorer.support, f"{name}.dual": scorer.dual,
+                       f"{name}.intercept": np.array(scorer.intercept), f"{name}.gamma": np.array(scorer.gamma)}
+        arrays |= {"chinese.grams": np.array(self.chinese.grams), "chinese.idf": self.chinese.idf}
+        for name in ("family", "specialty", "chinese_emergency", "chinese_specialty"):
+            linear: LinearScorer = getattr(self, name)
+            arrays |= {f"{name}.labels": np.array(linear.labels), f"{name}.coef": linear.coef,
+                       f"{name}.intercept": linear.intercept}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, **arrays)
+        partial.replace(path)  # a crash mid-write never leaves a half file under the real name
+
+    @classmethod
+    def load(cls, path: Path) -> LearnedModels:
+        with np.load(path, allow_pickle=False) as data:
+            def kernel(name: str) -> KernelScorer:
+                return KernelScorer(data[f"{name}.support"], data[f"{name}.dual"],
+                                    float(data[f"{name}.intercept"]), float(data[f"{name}.gamma"]))
+
+            def linear(name: str) -> LinearScorer:
+                return LinearScorer(tuple(str(label) for label in data[f"{name}.labels"]), data[f"{name}.coef"],
+                                    data[f"{name}.intercept"])
+
+            chinese = CharNgrams(tuple(str(gram) for gram in data["chinese.grams"]), data["chinese.idf"])
+            return cls(str(data["fingerprint"]), kernel("emergency"), kernel("urgent"), linear("family"),
+                       linear("specialty"), chinese, linear("chinese_emergency"), linear("chinese_specialty"))
+
+
+# --- training ---------------------------------------------------------------------------------------
+class VectorCache:
+    """Vectors of training texts by text, per embedder, kept as float16 (training rounds fresh ones the same way,
+    so a cached and a fresh vector train the same model).
+
+    Embedding the ~5,000 training messages takes over a minute on two cores, so the vectors for the packaged
+    model ship beside the data (`knowledge/training/vectors-<model>.npz`, refreshed by
+    `python -m assistant vectors`); anything they lack is embedded once and kept under `data/models/`."""
+
+    def __init__(self, shipped: Path, local: Path, embedder: Embedder) -> None:
+        self.shipped = shipped
+        self.local = local
+        self.embedder = embedder
+        self.vectors: dict[str, np.ndarray] = {**self._read(shipped), **self._read(local)}
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, np.ndarray]:
+        if not path.exists():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return dict(zip((str(text) for text in data["texts"]), data["vectors"], strict=True))
+        except (OSError, ValueError, KeyError):
+            log.warning("training vector cache %s is unreadable: embedding again", path)
+            return {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in self.vectors]
+        if missing:
+            fresh = self.embedder.embed(missing).astype(np.float16)
+            self.vectors.update(zip(missing, fresh, strict=True))
+            self.save(self.local)
+        return np.stack([self.vectors[text] for text in texts]).astype(np.float32)
+
+    def save(self, path: Path, only: list[str] | None = None) -> None:
+        texts = list(dict.fromkeys(only)) if only is not None else list(self.vectors)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez_compressed(partial, texts=np.array(texts), vectors=np.stack([self.vectors[t] for t in texts]))
+        partial.replace(path)
+
+
+def _kernel(vectors: np.ndarray, labels: np.ndarray) -> KernelScorer:
+    from sklearn.svm import SVC
+
+    model = SVC(C=SVC_C, kernel="rbf", gamma=SVC_GAMMA, class_weight="balanced").fit(vectors, labels)
+    return KernelScorer(model.support_vectors_.astype(np.float32), model.dual_coef_[0].astype(np.float32),
+                        float(model.intercept_[0]), SVC_GAMMA)
+
+
+def _linear(vectors: np.ndarray, labels: list[str], c: float, balanced: bool = False) -> LinearScorer:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None).fit(vectors, labels)
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) == 2:  # one row for two classes: as two rows, softmax gives the same sigmoid
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    return LinearScorer(tuple(str(label) for label in model.classes_), coef.astype(np.float32),
+                        intercept.astype(np.float32))
+
+
+def _char_ngrams(texts: list[str]) -> tuple[CharNgrams, np.ndarray]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(min(NGRAM_SIZES), max(NGRAM_SIZES)), min_df=2,
+                                 dtype=np.float32)
+    matrix = vectorizer.fit_transform(texts)
+    grams = tuple(str(gram) for gram in vectorizer.get_feature_names_out())
+    return CharNgrams(grams, vectorizer.idf_.astype(np.float32)), matrix.toarray()
+
+
+def all_texts(training: TrainingSet) -> list[str]:
+    return [normalize(text) for text in [*(example.text for example in training.triage),
+                                         *(example.text for example in training.routing),
+                                         *training.alarming, *training.calm]]
+
+
+def vector_cache(knowledge_dir: Path, models_dir: Path, embedder: Embedder) -> VectorCache:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", embedder.name)
+    return VectorCache(knowledge_dir / "training" / f"vectors-{name}.npz", models_dir / f"vectors-{name}.npz",
+                       embedder)
+
+
+def train(training: TrainingSet, cache: VectorCache, fingerprint: str) -> LearnedModels:
+    """Triage learns from the triage lines plus every routing line and scope example as routine (the ordinary
+    messages this product gets); routing learns the specialty of each routing line."""
+    started = time.perf_counter()
+    triage_texts = [normalize(example.text) for example in training.triage]
+    routing_texts = [normalize(example.text) for example in training.routing]
+    extra_texts = [normalize(text) for text in [*training.alarming, *training.calm]]
+    triage_vectors = cache.embed(triage_texts)
+    routing_vectors = cache.embed(routing_texts)
+    extra_vectors = cache.embed(extra_texts) if extra_texts else np.zeros((0, triage_vectors.shape[1]), np.float32)
+
+    levels = [example.level for example in training.triage]
+    everything = np.vstack([triage_vectors, routing_vectors, extra_vectors])
+    others = (["routine"] * len(routing_texts) + ["emergency"] * len(training.alarming)
+              + ["routine"] * len(training.calm))
+    all_levels = np.array(levels + others)
+    emergency = _kernel(everything, all_levels == "emergency")
+    urgent = _kernel(everything, all_levels != "routine")
+    positives = [i for i, example in enumerate(training.triage)
+                 if example.level == "emergency" and example.kind == "positive"]
+    family = _linear(triage_vectors[positives], [training.triage[i].family for i in positives], 4.0)
+    specialty = _linear(routing_vectors, [example.specialty for example in training.routing], ROUTING_C)
+    chinese, chinese_emergency, chinese_specialty = _train_chinese(training)
+    return LearnedModels(fingerprint, emergency, urgent, family, specialty, chinese, chinese_emergency,
+                         chinese_specialty, seconds=time.perf_counter() - started, trained=True)
+
+
+def _train_chinese(training: TrainingSet) -> tuple[CharNgrams, LinearScorer, LinearScorer]:
+    """Chinese lines of the training data, the guidance's Chinese danger signs and the Chinese vocabulary."""
+    triage = [(normalize(e.text), e.level == "emergency") for e in training.triage if e.lang == "zh"]
+    triage += [(normalize(sign), True) for sign in training.chinese_signs]
+    routing = [(normalize(e.text), e.specialty) for e in training.routing if e.lang == "zh"]
+    routing += [(normalize(term), code) for term, code in training.chinese_terms]
+    features, matrix = _char_ngrams([text for text, _ in triage] + [text for text, _ in routing])
+    triage_rows, routing_rows = matrix[: len(triage)], matrix[len(triage) :]
+    emergency = _linear(triage_rows, ["emergency" if alarm else "other" for _, alarm in triage], 4.0, balanced=True)
+    specialty = _linear(routing_rows, [code for _, code in routing], 8.0)
+    return features, emergency, specialty
+
+
+_FITTED_IN_THIS_PROCESS: dict[str, LearnedModels] = {}
+
+
+def load_or_train(training: TrainingSet, knowledge_dir: Path, models_dir: Path, embedder: Embedder) -> LearnedModels:
+    """The models for this training data and embedder: from `models_dir` when they exist, else fitted now (once per
+    process: engines over other data directories, as tests build, share them)."""
+    fingerprint = training.fingerprint(embedder.name)
+    path = models_dir / f"models-{fingerprint}.npz"
+    if not path.exists() and fingerprint in _FITTED_IN_THIS_PROCESS:
+        _FITTED_IN_THIS_PROCESS[fingerprint].save(path)
+    if path.exists():
+        try:
+            return LearnedModels.load(path)
+        except (OSError, ValueError, KeyError):
+            log.warning("models file %s is unreadable: training again", path)
+    cache = vector_cache(knowledge_dir, models_dir, embedder)
+    models = train(training, cache, fingerprint)
+    models.save(path)
+    _FITTED_IN_THIS_PROCESS[fingerprint] = models
+    for old in models_dir.glob("models-*.npz"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    log.info("trained the triage and routing models in %.1fs", models.seconds)
+    return models
+
+
+def load_thresholds(knowledge_dir: Path) -> Thresholds:
+    return load_yaml(knowledge_dir / "training" / "thresholds.yaml", Thresholds)

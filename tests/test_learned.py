@@ -1,0 +1,67 @@
+"""The classifiers over the shared embedding: trained from data files, kept as plain arrays, tuned on dev only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.datafile import DataFileError
+from assistant.learned import (
+    KernelScorer,
+    LearnedModels,
+    TriageExample,
+    all_texts,
+    load_thresholds,
+    read_jsonl,
+    vector_cache,
+)
+from assistant.settings import PROJECT_ROOT
+
+
+def test_the_numpy_scorer_gives_what_scikit_learn_fitted() -> None:
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(200, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = vectors[:, 0] + 0.3 * vectors[:, 1] > 0
+    model = SVC(C=1.0, kernel="rbf", gamma=2.0).fit(vectors, labels)
+    scorer = KernelScorer(model.support_vectors_, model.dual_coef_[0], float(model.intercept_[0]), 2.0)
+    assert np.allclose(scorer.decision(vectors), model.decision_function(vectors), atol=1e-4)
+
+
+def test_saved_models_load_as_the_same_scores(fake_engine, tmp_path: Path) -> None:
+    models = fake_engine.models
+    models.save(tmp_path / "models.npz")
+    loaded = LearnedModels.load(tmp_path / "models.npz")
+    probe = fake_engine.embedder.embed(["crushing chest pain and sweating", "knee replacement in Shanghai"])
+    assert loaded.fingerprint == models.fingerprint
+    assert np.allclose(loaded.emergency.decision(probe), models.emergency.decision(probe))
+    assert np.allclose(loaded.specialty.probabilities(probe), models.specialty.probabilities(probe))
+    assert loaded.family.labels == models.family.labels
+
+
+def test_a_bad_training_line_stops_the_build_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "triage.jsonl"
+    good = {"text": "my chest hurts", "level": "emergency", "family": "chest", "kind": "positive", "lang": "en"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "level": "soon"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"triage.jsonl:2: "):
+        read_jsonl(path, TriageExample)
+
+
+def test_the_thresholds_were_chosen_for_the_models_in_use(engine) -> None:
+    """Changed training data trains other models: their thresholds must be chosen again (`python -m evals tune`)."""
+    assert load_thresholds(PROJECT_ROOT / "knowledge").models == engine.models.fingerprint
+
+
+def test_the_shipped_vectors_cover_every_training_text(engine) -> None:
+    """A fresh clone trains in seconds only if no training text needs embedding (`python -m assistant vectors`)."""
+    from assistant.build import training_set
+
+    texts = set(all_texts(training_set(engine.settings, engine.safety, engine.kb)))
+    cache = vector_cache(engine.settings.knowledge_dir, engine.settings.models_dir, engine.embedder)
+    shipped = set(cache._read(cache.shipped))
+    assert texts <= shipped, f"{len(texts - shipped)} training texts lack shipped vectors"

@@ -1,0 +1,54 @@
+"""Every family of the published guidance, in words written for this test (tests/data/safety_families.jsonl).
+
+The sentences were written by a helper session that saw neither the rules nor the training data: 13 per family of
+knowledge/safety/guidance.yaml (emergencies in English and Chinese, urgent ones, and near-misses: negated, past,
+hypothetical, ruled out, normal numbers). The bars are what the commit that added them reached (English 98 of
+104, Chinese 47 of 52, near-misses 7 of 130 called emergencies): raise them as triage improves, never lower them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from assistant.settings import PROJECT_ROOT
+
+SENTENCES = [json.loads(line) for line in
+             (PROJECT_ROOT / "tests" / "data" / "safety_families.jsonl").read_text(encoding="utf-8").splitlines()]
+ENGLISH_RECALL = 0.94
+CHINESE_RECALL = 0.90
+NEAR_MISS_FALSE_ALARMS = 0.06
+
+
+@pytest.fixture(scope="module")
+def called(engine) -> list[bool]:
+    return [engine.safety.triage(engine.read(row["text"])).is_emergency for row in SENTENCES]
+
+
+def test_every_guidance_family_has_emergencies_and_near_misses_in_both_languages(engine) -> None:
+    kinds = Counter((row["family"], row["kind"], row["lang"]) for row in SENTENCES)
+    for family in engine.safety.guidance.families:
+        if family.level != "emergency":
+            continue
+        assert kinds[(family.id, "positive", "en")] >= 4, family.id
+        assert kinds[(family.id, "positive", "zh")] >= 2, family.id
+        assert kinds[(family.id, "near_miss", "en")] >= 3, family.id
+
+
+def share(called: list[bool], keep) -> float:
+    chosen = [hit for hit, row in zip(called, SENTENCES, strict=True) if keep(row)]
+    return sum(chosen) / len(chosen)
+
+
+def test_english_emergencies_are_caught(called: list[bool]) -> None:
+    assert share(called, lambda r: r["level"] == "emergency" and r["lang"] == "en") >= ENGLISH_RECALL
+
+
+def test_chinese_emergencies_are_caught(called: list[bool]) -> None:
+    assert share(called, lambda r: r["level"] == "emergency" and r["lang"] == "zh") >= CHINESE_RECALL
+
+
+def test_near_misses_are_rarely_called_emergencies(called: list[bool]) -> None:
+    assert share(called, lambda r: r["kind"] == "near_miss") <= NEAR_MISS_FALSE_ALARMS
