@@ -129,10 +129,13 @@ class KernelScorer:
     intercept: float
     gamma: float
 
+    @cached_property
+    def _support_norms(self) -> np.ndarray:
+        return (self.support.astype(np.float32) ** 2).sum(1)
+
     def decision(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.atleast_2d(vectors)
-        squared = ((vectors**2).sum(1)[:, None] + (self.support**2).sum(1)[None, :]
-                   - 2.0 * vectors @ self.support.T)
+        vectors = np.atleast_2d(vectors).astype(np.float32)
+        squared = (vectors**2).sum(1)[:, None] + self._support_norms[None, :] - 2.0 * vectors @ self.support.T
         return np.exp(-self.gamma * np.maximum(squared, 0.0)) @ self.dual + self.intercept
 
 

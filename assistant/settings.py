@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", description="Hospital profiles, intake guides, vocabulary, "
                                  "safety rules and the contracts (specialty codes, hospital ids).")
     prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Reply templates and system prompts.")
-    data_dir: Path = Field(PROJECT_ROOT / "data", description="Where the index (Chroma), the trained classifiers and other state live.")
+    data_dir: Path = Field(PROJECT_ROOT / "data",
+                           description="Where the index (Chroma), the trained classifiers and other state live.")
     chroma_host: str | None = Field(
         None,
         validation_alias=AliasChoices("CARE_CHROMA_HOST", "CHROMA_HOST"),

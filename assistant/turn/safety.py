@@ -26,6 +26,7 @@ from assistant.embedder import Embedder
 from assistant.knowledge import Negation, Source
 from assistant.learned import LearnedModels, Thresholds
 from assistant.reply import SEVERITY, Level
+from assistant.text import has_cjk
 from assistant.turn.message import Message
 from assistant.turn.vitals import AgeGroup, Threshold, VitalThresholds, read_vitals
 
@@ -266,6 +267,8 @@ class SafetyChecker:
     def _compile_all(self, safety_dir: Path) -> None:
         try:
             self.terms = {name: _compile(patterns) for name, patterns in self.rules_file.terms.items()}
+            self._latin_terms = {name: [p for p in patterns if not has_cjk(p.pattern)]
+                                 for name, patterns in self.terms.items()}
             context = self.rules_file.context
             self._past = _compile(context.past)
             self._hypothetical = _compile(context.hypothetical)
@@ -329,9 +332,13 @@ class SafetyChecker:
         return any(phrase in joined for phrase in self.negation.phrases)
 
     def present_terms(self, clauses: list[Clause]) -> set[str]:
+        """Terms found, not negated, in any clause; a clause without Chinese letters skips the Chinese patterns
+        (most of the patterns, and most of the time a turn spends here)."""
         present = set()
-        for name, patterns in self.terms.items():
-            for clause in clauses:
+        chinese = [has_cjk(clause.text) for clause in clauses]
+        for name in self.terms:
+            for clause, in_chinese in zip(clauses, chinese, strict=True):
+                patterns = self.terms[name] if in_chinese else self._latin_terms[name]
                 if any(not self._negated(clause.text, m.start()) for p in patterns for m in p.finditer(clause.text)):
                     present.add(name)
                     break
