@@ -305,3 +305,20 @@ def test_every_candidate_has_a_why_and_sourced_evidence(rank, kb):
     for candidate in rank("I'm 62 and my multiple myeloma relapsed"):
         assert candidate.why.endswith(".")
         assert candidate.evidence and all(item.source_id in kb.sources for item in candidate.evidence)
+
+
+def card(hospital: str, code: str, score: float) -> Recommendation:
+    return Recommendation(hospital_id=hospital, department_id=f"{hospital}/{code}", specialties=[code], score=score,
+                          why="", evidence=[])
+
+
+def test_a_nearly_as_likely_second_specialty_gets_the_last_card() -> None:
+    from assistant.retrieval.match import with_runner_up_specialty
+
+    ranked = [card("ruijin", "cardiology", 3.0), card("zhongshan", "cardiology", 2.9),
+              card("renji", "cardiology", 2.8), card("huashan", "nephrology", 2.0)]
+    close = with_runner_up_specialty(ranked, {"cardiology": 1.0, "nephrology": 0.6}, share=0.5)
+    assert [c.specialties[0] for c in close[:3]] == ["cardiology", "cardiology", "nephrology"]
+    assert len(close) == 4 and close[3].hospital_id == "renji"  # moved down, not dropped
+    far = with_runner_up_specialty(ranked, {"cardiology": 1.0, "nephrology": 0.3}, share=0.5)
+    assert far == ranked  # a named diagnosis leaves the runner-up far behind: three of the first

@@ -169,7 +169,8 @@ class Matcher:
             self._candidate(dept, total, code, signals, case, dense_chunks)
             for total, dept, code, signals in candidates[:limit * 3]
         ]
-        return diversify(ranked, top=3 if hospital_id is None else 0)[:limit]
+        ranked = diversify(ranked, top=3 if hospital_id is None else 0)
+        return with_runner_up_specialty(ranked, scores, self.weights.runner_up_share)[:limit]
 
     def _best_per_department(self, chunk_scores: dict[str, float]) -> dict[str, float]:
         best: dict[str, float] = {}
@@ -220,6 +221,29 @@ class Matcher:
         if not evidence:
             evidence.append(Evidence(source_id=dept.sources[0], quote=dept.summary))
         return evidence
+
+
+def with_runner_up_specialty(ranked: list[Recommendation], scores: dict[str, float], share: float,
+                             shown: int = 3) -> list[Recommendation]:
+    """When the shown cards all share one specialty and another is nearly as likely, the last card goes to it.
+
+    Symptoms alone often fit two specialties ("swollen ankles, needs pillows to breathe": the heart or the
+    kidneys); three hospitals of one guess hide the other. A named diagnosis leaves the runner-up far behind."""
+    if len(ranked) < shown or not scores or share <= 0:
+        return ranked
+    first = ranked[0].specialties[0]
+    if any(card.specialties[0] != first for card in ranked[:shown]):
+        return ranked
+    others = {code: value for code, value in scores.items() if code != first}
+    if not others:
+        return ranked
+    runner_up = max(others, key=others.get)
+    if others[runner_up] < share * scores.get(first, 0.0):
+        return ranked
+    for position in range(shown, len(ranked)):
+        if ranked[position].specialties[0] == runner_up:
+            return [*ranked[: shown - 1], ranked[position], *ranked[shown - 1 : position], *ranked[position + 1 :]]
+    return ranked
 
 
 def diversify(ranked: list[Recommendation], top: int) -> list[Recommendation]:
