@@ -8,7 +8,7 @@ Three readers, and the highest level any of them gives wins (a later one may rai
 2. numbers: vital signs in those clauses against the guidance's thresholds (`assistant.turn.vitals`);
 3. a classifier over the shared embedding (`assistant.learned`) on the whole message and on each sentence
    about now, trained on messages others wrote, for the words no rule lists. The packaged model reads
-   English only, so a Chinese message has the rules and numbers alone.
+   English only, so a Chinese message is read by character n-grams instead (see `LearnedModels`).
 """
 
 from __future__ import annotations
