@@ -311,10 +311,15 @@ def _char_ngrams(texts: list[str]) -> tuple[CharNgrams, np.ndarray]:
     return CharNgrams(grams, vectorizer.idf_.astype(np.float32)), matrix.toarray()
 
 
+def texts_by_part(training: TrainingSet) -> tuple[list[str], list[str], list[str]]:
+    """The normalised texts the embedding models learn from: triage lines, routing lines, the safety files'."""
+    return ([normalize(example.text) for example in training.triage],
+            [normalize(example.text) for example in training.routing],
+            [normalize(text) for text in [*training.alarming, *training.calm]])
+
+
 def all_texts(training: TrainingSet) -> list[str]:
-    return [normalize(text) for text in [*(example.text for example in training.triage),
-                                         *(example.text for example in training.routing),
-                                         *training.alarming, *training.calm]]
+    return [text for part in texts_by_part(training) for text in part]
 
 
 def vector_cache(knowledge_dir: Path, models_dir: Path, embedder: Embedder) -> VectorCache:
@@ -327,9 +332,7 @@ def train(training: TrainingSet, cache: VectorCache, fingerprint: str) -> Learne
     """Triage learns from the triage lines plus every routing line and scope example as routine (the ordinary
     messages this product gets); routing learns the specialty of each routing line."""
     started = time.perf_counter()
-    triage_texts = [normalize(example.text) for example in training.triage]
-    routing_texts = [normalize(example.text) for example in training.routing]
-    extra_texts = [normalize(text) for text in [*training.alarming, *training.calm]]
+    triage_texts, routing_texts, extra_texts = texts_by_part(training)
     triage_vectors = cache.embed(triage_texts)
     routing_vectors = cache.embed(routing_texts)
     extra_vectors = cache.embed(extra_texts) if extra_texts else np.zeros((0, triage_vectors.shape[1]), np.float32)
