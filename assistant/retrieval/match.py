@@ -114,8 +114,8 @@ class Matcher:
     def code_scores(self, case: Case, query_vector: np.ndarray) -> dict[str, float]:
         """The vocabulary's codes (scaled so the strongest is 1) plus the routing classifier's probabilities.
 
-        The vocabulary is precise on the words it lists; the classifier reads the words it does not. It reads
-        English only, so a Chinese case leans on the vocabulary."""
+        The vocabulary is precise on the words it lists; the classifier reads the words it does not: the embedding
+        model for the English share of the case, character n-grams for the Chinese share."""
         vocabulary = self.understander.specialty_scores(case)
         top = max(vocabulary.values(), default=0.0)
         scores = {code: weight / top for code, weight in vocabulary.items()} if top > 0 else {}
