@@ -140,3 +140,15 @@ def test_every_emergency_and_crisis_reply_gives_the_numbers_of_the_one_numbers_f
     crisis = assistant.reply(assistant.start(), "I want to kill myself tonight").text
     assert numbers.full in emergency
     assert numbers.full in crisis and numbers.crisis in crisis
+
+
+@pytest.mark.parametrize(("hidden", "plain"), [
+    ("my dad is not brea\u00adthing", "my dad is not breathing"),  # a soft hyphen
+    ("I want to k\u200bill myself tonight", "I want to kill myself tonight"),  # a zero-width space
+    ("my baby is not br\u0435athing", "my baby is not breathing"),  # a Cyrillic "e"
+    ("my son swal\u00adlowed bleach", "my son swallowed bleach"),
+    ("crushing chest pain go\u2060ing down my left arm", "crushing chest pain going down my left arm"),
+])
+def test_invisible_characters_and_look_alike_letters_change_nothing_the_rules_see(assistant, hidden, plain):
+    assert triage(assistant, hidden) == triage(assistant, plain)
+    assert triage(assistant, hidden).via == "rule"
