@@ -259,7 +259,7 @@ class VectorCache:
     fresh ones the same way, so a cached and a fresh vector train the same model; cosines move by ~1e-3), each
     found by a 64-bit hash of its text (the texts themselves are in the training files).
 
-    Embedding the ~10,800 training texts takes about three minutes on two cores, so the vectors for the packaged
+    Embedding the ~8,500 training messages takes over two minutes on two cores, so the vectors for the packaged
     model ship beside the data (`knowledge/training/vectors-<model>.npz`, refreshed by
     `python -m assistant vectors`); anything they lack is embedded once and kept under `data/models/`."""
 
