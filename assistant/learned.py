@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,16 +29,13 @@ from pydantic import ValidationError
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
 from assistant.text import normalize
-from assistant.turn.message import split_sentences
 
 log = logging.getLogger(__name__)
 
-MODELS_VERSION = "svc-rbf-triage+calm-sentences+lr-routing+zh-char-ngrams-v2"
-CALM_SENTENCES_FILE = "calm_sentences.txt"
-CALM_SENTENCES = 2000  # the hardest sentences of calm messages kept as extra non-emergencies (chosen on dev)
+MODELS_VERSION = "svc-rbf-triage+lr-routing+zh-char-ngrams-v1"
 NGRAM_SIZES = (1, 2, 3)
 WHITESPACE = re.compile(r"\s\s+")
-# Chosen on the dev cases (fewest false alarms at 98% emergency recall, C in 0.5-10, gamma in 1-6); the vectors
+# Chosen on the dev cases (fewest false alarms at 98.5% emergency recall, C in 0.5-10, gamma in 1-6); the vectors
 # are unit length, so gamma 2 weighs a training message by exp(-4 * (1 - cosine similarity)).
 SVC_C = 1.0
 SVC_GAMMA = 2.0
@@ -77,14 +74,6 @@ def read_jsonl(path: Path, model: type[Example]) -> list[Example]:
     return examples
 
 
-def read_lines(path: Path) -> list[str]:
-    """A text file's lines, without blanks and `#` comments; an absent file has none."""
-    if not path.exists():
-        return []
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
 class Thresholds(Strict):
     """knowledge/training/thresholds.yaml: decision values chosen on the dev cases for the current models."""
 
@@ -103,7 +92,6 @@ class TrainingSet:
     routing: list[RoutingExample]
     alarming: list[str]  # emergencies from the safety files (exemplars)
     calm: list[str]  # routine messages from the safety files (calm exemplars, scope examples)
-    calm_sentences: list[str]  # sentences of non-emergency training messages the model took for emergencies
     chinese_signs: list[str]  # the guidance's emergency danger signs in Chinese
     chinese_terms: list[tuple[str, str]]  # the Chinese vocabulary: term and its strongest code
 
@@ -113,8 +101,7 @@ class TrainingSet:
         training_dir = knowledge_dir / "training"
         return cls(triage=read_jsonl(training_dir / "triage.jsonl", TriageExample),
                    routing=read_jsonl(training_dir / "routing.jsonl", RoutingExample), alarming=list(alarming),
-                   calm=list(calm), calm_sentences=read_lines(training_dir / CALM_SENTENCES_FILE),
-                   chinese_signs=list(chinese_signs), chinese_terms=list(chinese_terms))
+                   calm=list(calm), chinese_signs=list(chinese_signs), chinese_terms=list(chinese_terms))
 
     def everyday_words(self, min_count: int = 3) -> set[str]:
         """Words of the training messages written at least `min_count` times: real words, not one writer's typo."""
@@ -126,7 +113,7 @@ class TrainingSet:
         digest = hashlib.sha256(f"{MODELS_VERSION}|{embedder_name}|{SVC_C}|{SVC_GAMMA}|{ROUTING_C}".encode())
         for example in [*self.triage, *self.routing]:
             digest.update(example.model_dump_json().encode())
-        for text in [*self.alarming, "|", *self.calm, "|", *self.calm_sentences, "|", *self.chinese_signs, "|",
+        for text in [*self.alarming, "|", *self.calm, "|", *self.chinese_signs, "|",
                      *(f"{term}={code}" for term, code in self.chinese_terms)]:
             digest.update(text.encode())
         return digest.hexdigest()[:16]
@@ -255,11 +242,10 @@ class LearnedModels:
 
 # --- training ---------------------------------------------------------------------------------------
 class VectorCache:
-    """Vectors of training texts, per embedder, kept as 8-bit integers with one scale per vector (training rounds
-    fresh ones the same way, so a cached and a fresh vector train the same model; cosines move by ~1e-3), each
-    found by a 64-bit hash of its text (the texts themselves are in the training files).
+    """Vectors of training texts by text, per embedder, kept as float16 (training rounds fresh ones the same way,
+    so a cached and a fresh vector train the same model).
 
-    Embedding the ~8,500 training messages takes over two minutes on two cores, so the vectors for the packaged
+    Embedding the ~5,000 training messages takes over a minute on two cores, so the vectors for the packaged
     model ship beside the data (`knowledge/training/vectors-<model>.npz`, refreshed by
     `python -m assistant vectors`); anything they lack is embedded once and kept under `data/models/`."""
 
@@ -267,60 +253,39 @@ class VectorCache:
         self.shipped = shipped
         self.local = local
         self.embedder = embedder
-        self.vectors: dict[int, np.ndarray] = {**self._read(shipped), **self._read(local)}
+        self.vectors: dict[str, np.ndarray] = {**self._read(shipped), **self._read(local)}
 
     @staticmethod
-    def _read(path: Path) -> dict[int, np.ndarray]:
+    def _read(path: Path) -> dict[str, np.ndarray]:
         if not path.exists():
             return {}
         try:
             with np.load(path, allow_pickle=False) as data:
-                vectors = _from_bytes(data["vectors"], data["scales"])
-                return dict(zip(data["hashes"].tolist(), vectors, strict=True))
+                return dict(zip((str(text) for text in data["texts"]), data["vectors"], strict=True))
         except (OSError, ValueError, KeyError):
             log.warning("training vector cache %s is unreadable: embedding again", path)
             return {}
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        keys = [_text_hash(text) for text in texts]
-        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in self.vectors}
+        missing = [text for text in dict.fromkeys(texts) if text not in self.vectors]
         if missing:
-            fresh = _from_bytes(*_to_bytes(self.embedder.embed(list(missing.values()))))
+            fresh = self.embedder.embed(missing).astype(np.float16)
             self.vectors.update(zip(missing, fresh, strict=True))
             self.save(self.local)
-        return np.stack([self.vectors[key] for key in keys])
-
-    def shipped_lacks(self, texts: Sequence[str]) -> list[str]:
-        """Texts without a vector in the shipped file: a fresh clone would embed them at build."""
-        shipped = self._read(self.shipped)
-        return [text for text in dict.fromkeys(texts) if _text_hash(text) not in shipped]
+        return np.stack([self.vectors[text] for text in texts]).astype(np.float32)
 
     def save(self, path: Path, only: list[str] | None = None) -> None:
-        keys = list(dict.fromkeys(_text_hash(text) for text in only)) if only is not None else list(self.vectors)
+        texts = list(dict.fromkeys(only)) if only is not None else list(self.vectors)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.npz")
-        quantized, scales = _to_bytes(np.stack([self.vectors[key] for key in keys]))
-        np.savez_compressed(partial, hashes=np.array(keys, dtype=np.uint64), vectors=quantized, scales=scales)
+        np.savez_compressed(partial, texts=np.array(texts), vectors=np.stack([self.vectors[t] for t in texts]))
         partial.replace(path)
-
-
-def _text_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
-def _to_bytes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12).astype(np.float32)
-    return np.round(vectors / scales[:, None] * 127).astype(np.int8), scales
-
-
-def _from_bytes(quantized: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    return quantized.astype(np.float32) * (scales[:, None] / 127)
 
 
 def _kernel(vectors: np.ndarray, labels: np.ndarray) -> KernelScorer:
     from sklearn.svm import SVC
 
-    model = SVC(C=SVC_C, kernel="rbf", gamma=SVC_GAMMA, class_weight="balanced", cache_size=2000).fit(vectors, labels)
+    model = SVC(C=SVC_C, kernel="rbf", gamma=SVC_GAMMA, class_weight="balanced").fit(vectors, labels)
     return KernelScorer(model.support_vectors_.astype(np.float32), model.dual_coef_[0].astype(np.float32),
                         float(model.intercept_[0]), SVC_GAMMA)
 
@@ -346,13 +311,11 @@ def _char_ngrams(texts: list[str]) -> tuple[CharNgrams, np.ndarray]:
     return CharNgrams(grams, vectorizer.idf_.astype(np.float32)), matrix.toarray()
 
 
-def texts_by_part(training: TrainingSet) -> tuple[list[str], list[str], list[str], list[str]]:
-    """The normalised texts the embedding models learn from: triage lines, routing lines, the safety files', and
-    the calm sentences."""
+def texts_by_part(training: TrainingSet) -> tuple[list[str], list[str], list[str]]:
+    """The normalised texts the embedding models learn from: triage lines, routing lines, the safety files'."""
     return ([normalize(example.text) for example in training.triage],
             [normalize(example.text) for example in training.routing],
-            [normalize(text) for text in [*training.alarming, *training.calm]],
-            [normalize(text) for text in training.calm_sentences])
+            [normalize(text) for text in [*training.alarming, *training.calm]])
 
 
 def all_texts(training: TrainingSet) -> list[str]:
@@ -365,54 +328,22 @@ def vector_cache(knowledge_dir: Path, models_dir: Path, embedder: Embedder) -> V
                        embedder)
 
 
-def _message_rows(training: TrainingSet, cache: VectorCache) -> tuple[np.ndarray, np.ndarray]:
-    """Every training message's vector and triage level: the triage lines, plus every routing line and scope
-    example as routine (the ordinary messages this product gets)."""
-    triage_texts, routing_texts, extra_texts, _ = texts_by_part(training)
-    vectors = cache.embed([*triage_texts, *routing_texts, *extra_texts])
-    levels = ([example.level for example in training.triage] + ["routine"] * len(routing_texts)
-              + ["emergency"] * len(training.alarming) + ["routine"] * len(training.calm))
-    return vectors, np.array(levels)
-
-
-def mine_calm_sentences(training: TrainingSet, cache: VectorCache, alarming: Callable[[str], bool],
-                        keep: int = CALM_SENTENCES) -> list[str]:
-    """The sentences of non-emergency training messages that an emergency model trained without them scores
-    highest: background, ruled-out signs ("no chest pain") and worries that made calm stories look like
-    emergencies. A sentence the rules call an emergency on its own ("he fell from a roof and can't move his legs",
-    from a rehabilitation story) is calm only in its story, so it is never taught as calm. Learning them cut false
-    alarms at 98% recall on the dev cases from 8.1% to 4.7%. `python -m assistant vectors` writes them to
-    `calm_sentences.txt`."""
-    vectors, levels = _message_rows(training, cache)
-    model = _kernel(vectors, levels == "emergency")
-    calm_messages = [*(normalize(e.text) for e in training.triage if e.level != "emergency"),
-                     *(normalize(e.text) for e in training.routing)]
-    sentences = sorted({sentence for text in calm_messages if len(split := split_sentences(text)) > 1
-                        for sentence in split})
-    sentence_vectors = cache.embed(sentences)
-    scores = np.concatenate([model.decision(sentence_vectors[start:start + 1000])
-                             for start in range(0, len(sentences), 1000)])
-    chosen: list[str] = []
-    for i in np.argsort(-scores, kind="stable"):
-        if len(chosen) == keep:
-            break
-        if not alarming(sentences[i]):
-            chosen.append(sentences[i])
-    return chosen
-
-
 def train(training: TrainingSet, cache: VectorCache, fingerprint: str) -> LearnedModels:
-    """Triage learns every message's level, and the calm sentences as non-emergencies (the sentence-level reading
-    needs them); routing learns the specialty of each routing line."""
+    """Triage learns from the triage lines plus every routing line and scope example as routine (the ordinary
+    messages this product gets); routing learns the specialty of each routing line."""
     started = time.perf_counter()
-    triage_texts, routing_texts, _, calm_sentences = texts_by_part(training)
-    everything, all_levels = _message_rows(training, cache)
-    calm_vectors = cache.embed(calm_sentences) if calm_sentences else np.zeros((0, everything.shape[1]), np.float32)
-    emergency = _kernel(np.vstack([everything, calm_vectors]),
-                        np.concatenate([all_levels == "emergency", np.zeros(len(calm_sentences), bool)]))
+    triage_texts, routing_texts, extra_texts = texts_by_part(training)
+    triage_vectors = cache.embed(triage_texts)
+    routing_vectors = cache.embed(routing_texts)
+    extra_vectors = cache.embed(extra_texts) if extra_texts else np.zeros((0, triage_vectors.shape[1]), np.float32)
+
+    levels = [example.level for example in training.triage]
+    everything = np.vstack([triage_vectors, routing_vectors, extra_vectors])
+    others = (["routine"] * len(routing_texts) + ["emergency"] * len(training.alarming)
+              + ["routine"] * len(training.calm))
+    all_levels = np.array(levels + others)
+    emergency = _kernel(everything, all_levels == "emergency")
     urgent = _kernel(everything, all_levels != "routine")
-    triage_vectors = everything[: len(triage_texts)]
-    routing_vectors = everything[len(triage_texts) : len(triage_texts) + len(routing_texts)]
     positives = [i for i, example in enumerate(training.triage)
                  if example.level == "emergency" and example.kind == "positive"]
     family = _linear(triage_vectors[positives], [training.triage[i].family for i in positives], 4.0)

@@ -72,8 +72,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 1 if case_file.problems else 0
 
 
-# blind.jsonl was scored once and read: it is development data now
-DEV_CASES = ["evals/cases/dev.jsonl", "evals/cases/holdout.jsonl", "evals/cases/blind.jsonl"]
+DEV_CASES = ["evals/cases/dev.jsonl", "evals/cases/holdout.jsonl"]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

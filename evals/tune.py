@@ -18,7 +18,7 @@ from assistant.engine import Engine
 from assistant.reply import SEVERITY
 from evals.cases import EvalCase
 
-RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.98 emergency recall
+RECALL_TARGET = 0.985
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -66,9 +66,6 @@ def score_case(engine: Engine, case: EvalCase) -> Scored:
 def choose(scored: list[Scored]) -> dict[str, float]:
     gold = np.array([s.gold == "emergency" for s in scored])
     ruled = np.array([s.without_classifier == "emergency" for s in scored])
-    chinese = np.array([s.chinese for s in scored])
-    t_chinese = chinese_threshold(chinese, ruled, gold)
-    ruled = ruled | (chinese >= t_chinese)  # the English thresholds answer for what rules and Chinese leave
     whole = np.array([s.whole for s in scored])
     sentence = np.array([s.sentence for s in scored])
     best: tuple | None = None
@@ -91,8 +88,9 @@ def choose(scored: list[Scored]) -> dict[str, float]:
     ruled_urgent = np.array([s.without_classifier != "routine" for s in scored])
     best_urgent = max(MESSAGE_GRID, key=lambda t: balanced_accuracy(
         (ruled_urgent | (urgent >= t))[not_emergency], needs_doctor[not_emergency]))
+    chinese = np.array([s.chinese for s in scored])
     return {"emergency_message": float(t_message), "emergency_sentence": float(t_sentence),
-            "urgent_message": float(best_urgent), "emergency_chinese": t_chinese,
+            "urgent_message": float(best_urgent), "emergency_chinese": chinese_threshold(chinese, ruled, gold),
             "recall": round(float(recall), 4), "false_alarms": round(float(false_alarms), 4)}
 
 

@@ -36,7 +36,7 @@ CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
 )
 NEGATION_WINDOW = 4
-CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
+CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 
 
