@@ -51,19 +51,35 @@ def cmd_index(settings: Settings) -> int:
 
 
 def cmd_vectors(settings: Settings) -> int:
-    """Refresh the training vectors that ship with the data, so a fresh clone trains in seconds."""
+    """Choose the calm sentences again and refresh the training vectors that ship with the data, so a fresh clone
+    trains in seconds."""
     from assistant.build import configured_embedder, learned_training_set
-    from assistant.learned import all_texts, vector_cache
+    from assistant.knowledge import load_knowledge
+    from assistant.learned import CALM_SENTENCES_FILE, all_texts, mine_calm_sentences, vector_cache
+    from assistant.turn.message import Message
+    from assistant.turn.safety import SafetyChecker
 
     embedder = configured_embedder(settings)
-    training = learned_training_set(settings)
-    texts = all_texts(training)
     cache = vector_cache(settings.knowledge_dir, settings.models_dir, embedder)
+    rules = SafetyChecker.load(settings.knowledge_dir / "safety", load_knowledge(settings.knowledge_dir).negation)
+    def alarming(sentence: str) -> bool:
+        return bool(rules.danger_words(sentence)) or rules.triage(Message.read(sentence, embedder)).is_emergency
+
+    calm = mine_calm_sentences(learned_training_set(settings), cache, alarming)
+    calm_file = settings.knowledge_dir / "training" / CALM_SENTENCES_FILE
+    calm_file.write_text(CALM_SENTENCES_HEADER + "\n".join(calm) + "\n", encoding="utf-8")
+    texts = all_texts(learned_training_set(settings))
     cache.embed(texts)
-    shipped = cache.shipped
-    cache.save(shipped, only=texts)
-    print(f"{shipped}: {len(set(texts))} texts")
+    cache.save(cache.shipped, only=texts)
+    print(f"{calm_file}: {len(calm)} sentences\n{cache.shipped}: vectors of {len(set(texts))} texts")
     return 0
+
+
+CALM_SENTENCES_HEADER = """\
+# Sentences of non-emergency training messages (routing lines, urgent and near-miss triage lines) that an emergency
+# model trained on whole messages scored highest; the triage model learns them as non-emergencies.
+# Chosen by `python -m assistant vectors` from the training files alone: do not edit by hand.
+"""
 
 
 def cmd_match(settings: Settings, text: str, hospital: str | None, as_json: bool) -> int:

@@ -38,7 +38,7 @@ class MatchWeights(BaseModel):
     lexical: float = 0.25
     reputation: float = 0.25
     learned: float = 0.5  # the routing classifier's probabilities beside the vocabulary's codes (strongest = 1)
-    runner_up_share: float = 0.5  # a second specialty this close to the first gets the last card (0: never)
+    runner_up_share: float = 0.5  # other specialties this close to the first get the later cards (0: never)
     relevance_floor: float = 0.6  # a card below this share of the best card's score is not shown (tuned on dev)
     rrf_k: int = 20
     dense_k: int = 100  # nearest chunks fetched; the query costs ~4 ms at 100 and ~7 ms at 200

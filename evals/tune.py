@@ -18,7 +18,7 @@ from assistant.engine import Engine
 from assistant.reply import SEVERITY
 from evals.cases import EvalCase
 
-RECALL_TARGET = 0.985
+RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.98 emergency recall
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -52,12 +52,14 @@ def score_case(engine: Engine, case: EvalCase) -> Scored:
                 if about_now:
                     chinese = max(chinese, float(learned.chinese_emergency_probability(about_now).max()))
                 continue
-            whole = max(whole, float(learned.emergency.decision(message.vector)[0]))
+            whole = max(whole, float(learned.emergency_values(message.vector, [message.normalized])[0]))
             urgent = max(urgent, float(learned.urgent.decision(message.vector)[0]))
             about_now = [i for i, text in enumerate(message.sentences)
                          if any(clause.counts for clause in safety.clauses(text))]
             if about_now:
-                sentence = max(sentence, float(learned.emergency.decision(message.sentence_vectors[about_now]).max()))
+                values = learned.emergency_values(message.sentence_vectors[about_now],
+                                                  [message.sentences[i] for i in about_now])
+                sentence = max(sentence, float(values.max()))
     finally:
         safety.learned, safety.thresholds = learned, thresholds
     return Scored(case.expect.triage, level, whole, sentence, urgent, chinese)
@@ -66,6 +68,9 @@ def score_case(engine: Engine, case: EvalCase) -> Scored:
 def choose(scored: list[Scored]) -> dict[str, float]:
     gold = np.array([s.gold == "emergency" for s in scored])
     ruled = np.array([s.without_classifier == "emergency" for s in scored])
+    chinese = np.array([s.chinese for s in scored])
+    t_chinese = chinese_threshold(chinese, ruled, gold)
+    ruled = ruled | (chinese >= t_chinese)  # the English thresholds answer for what rules and Chinese leave
     whole = np.array([s.whole for s in scored])
     sentence = np.array([s.sentence for s in scored])
     best: tuple | None = None
@@ -88,9 +93,8 @@ def choose(scored: list[Scored]) -> dict[str, float]:
     ruled_urgent = np.array([s.without_classifier != "routine" for s in scored])
     best_urgent = max(MESSAGE_GRID, key=lambda t: balanced_accuracy(
         (ruled_urgent | (urgent >= t))[not_emergency], needs_doctor[not_emergency]))
-    chinese = np.array([s.chinese for s in scored])
     return {"emergency_message": float(t_message), "emergency_sentence": float(t_sentence),
-            "urgent_message": float(best_urgent), "emergency_chinese": chinese_threshold(chinese, ruled, gold),
+            "urgent_message": float(best_urgent), "emergency_chinese": t_chinese,
             "recall": round(float(recall), 4), "false_alarms": round(float(false_alarms), 4)}
 
 

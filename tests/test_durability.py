@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -58,11 +59,19 @@ def database(tmp_path: Path) -> Path:
     return tmp_path / "care.db"
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path, fake_engine) -> Path:
+    """A data directory whose models were trained already, as `make run` finds one after `make index`: the server
+    then starts in seconds, and what this test times is recovery, not training."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(fake_engine.settings.models_dir, data_dir / fake_engine.settings.models_dir.name)
+    return data_dir
+
+
 def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_duplicate(
-        tmp_path: Path, database: Path) -> None:
+        data_dir: Path, database: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    data_dir = tmp_path / "data"
     server = start_server(data_dir, database, port)
     try:
         conversation_id = httpx.post(f"{base}/api/v1/conversations").json()["conversation_id"]

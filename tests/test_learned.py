@@ -14,6 +14,7 @@ from assistant.learned import (
     LearnedModels,
     TriageExample,
     all_texts,
+    fit_word_ngrams,
     load_thresholds,
     read_jsonl,
     vector_cache,
@@ -33,13 +34,24 @@ def test_the_numpy_scorer_gives_what_scikit_learn_fitted() -> None:
     assert np.allclose(scorer.decision(vectors), model.decision_function(vectors), atol=1e-4)
 
 
+def test_the_word_features_are_the_ones_scikit_learn_trained_on() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["i took 30 pills tonight", "the pills are fine", "chest pain and sweating", "no chest pain"] * 2
+    words, _ = fit_word_ngrams(texts)
+    probe = ["I took 30 pills, and chest pain pain!", "nothing known here"]
+    fitted = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32).fit(texts)
+    assert np.allclose(words.vectors(probe), fitted.transform(probe).toarray(), atol=1e-6)
+
+
 def test_saved_models_load_as_the_same_scores(fake_engine, tmp_path: Path) -> None:
     models = fake_engine.models
     models.save(tmp_path / "models.npz")
     loaded = LearnedModels.load(tmp_path / "models.npz")
-    probe = fake_engine.embedder.embed(["crushing chest pain and sweating", "knee replacement in Shanghai"])
+    texts = ["crushing chest pain and sweating", "knee replacement in Shanghai"]
+    probe = fake_engine.embedder.embed(texts)
     assert loaded.fingerprint == models.fingerprint
-    assert np.allclose(loaded.emergency.decision(probe), models.emergency.decision(probe))
+    assert np.allclose(loaded.emergency_values(probe, texts), models.emergency_values(probe, texts))
     assert np.allclose(loaded.specialty.probabilities(probe), models.specialty.probabilities(probe))
     assert loaded.family.labels == models.family.labels
 
@@ -63,5 +75,21 @@ def test_the_shipped_vectors_cover_every_training_text(engine) -> None:
 
     texts = set(all_texts(training_set(engine.settings, engine.safety, engine.kb)))
     cache = vector_cache(engine.settings.knowledge_dir, engine.settings.models_dir, engine.embedder)
-    shipped = set(cache._read(cache.shipped))
-    assert texts <= shipped, f"{len(texts - shipped)} training texts lack shipped vectors"
+    lacking = cache.shipped_lacks(sorted(texts))
+    assert not lacking, f"{len(lacking)} training texts lack shipped vectors, e.g. {lacking[:2]}"
+
+
+def test_calm_sentences_come_from_calm_messages_and_no_rule_calls_one_an_emergency(engine) -> None:
+    """A sentence taught as calm holds no danger sign the rules know, and no rule or number calls it an emergency."""
+    from assistant.build import training_set
+    from assistant.text import normalize
+
+    training = training_set(engine.settings, engine.safety, engine.kb)
+    calm_messages = " ".join(normalize(e.text) for e in [*training.triage, *training.routing]
+                             if getattr(e, "level", "routine") != "emergency")
+    assert len(training.calm_sentences) >= 1000
+    for sentence in training.calm_sentences:
+        assert sentence in calm_messages
+        assert not engine.safety.danger_words(sentence), sentence
+        triage = engine.safety.triage(engine.read(sentence))
+        assert not (triage.is_emergency and triage.via in ("rule", "number")), sentence

@@ -312,13 +312,28 @@ def card(hospital: str, code: str, score: float) -> Recommendation:
                           why="", evidence=[])
 
 
-def test_a_nearly_as_likely_second_specialty_gets_the_last_card() -> None:
-    from assistant.retrieval.match import with_runner_up_specialty
+def shown(cards: list[Recommendation]) -> list[str]:
+    return [c.specialties[0] for c in cards[:3]]
+
+
+def test_nearly_as_likely_specialties_get_the_later_cards() -> None:
+    from assistant.retrieval.match import likely_specialties, with_likely_specialties
 
     ranked = [card("ruijin", "cardiology", 3.0), card("zhongshan", "cardiology", 2.9),
-              card("renji", "cardiology", 2.8), card("huashan", "nephrology", 2.0)]
-    close = with_runner_up_specialty(ranked, {"cardiology": 1.0, "nephrology": 0.6}, share=0.5)
-    assert [c.specialties[0] for c in close[:3]] == ["cardiology", "cardiology", "nephrology"]
-    assert len(close) == 4 and close[3].hospital_id == "renji"  # moved down, not dropped
-    far = with_runner_up_specialty(ranked, {"cardiology": 1.0, "nephrology": 0.3}, share=0.5)
-    assert far == ranked  # a named diagnosis leaves the runner-up far behind: three of the first
+              card("renji", "cardiology", 2.8), card("huashan", "nephrology", 2.0), card("xinhua", "urology", 1.0)]
+    scores = {"cardiology": 1.0, "nephrology": 0.6, "urology": 0.55, "neurology": 0.2}
+    one = with_likely_specialties(ranked, likely_specialties(scores, "cardiology", 0.58, 2), ranked)
+    assert shown(one) == ["cardiology", "cardiology", "nephrology"]
+    assert len(one) == 5 and one[3].hospital_id == "renji"  # moved down, not dropped
+    two = with_likely_specialties(ranked, likely_specialties(scores, "cardiology", 0.5, 2), ranked)
+    assert shown(two) == ["cardiology", "nephrology", "urology"]
+    named = {"cardiology": 1.0, "nephrology": 0.3}  # a named diagnosis leaves the others far behind
+    assert with_likely_specialties(ranked, likely_specialties(named, "cardiology", 0.5, 2), ranked) == ranked
+
+
+def test_a_likely_specialty_below_the_relevance_floor_still_gets_a_card() -> None:
+    from assistant.retrieval.match import with_likely_specialties
+
+    above_floor = [card("ruijin", "cardiology", 3.0)]
+    pool = [*above_floor, card("huashan", "nephrology", 1.2)]
+    assert shown(with_likely_specialties(above_floor, ["nephrology"], pool)) == ["cardiology", "nephrology"]

@@ -9,7 +9,7 @@ audience (a child never gets an adult-only department) and by the widget's hospi
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from assistant.turn.understand import Understander
 
 SECONDARY_CODE_FACTOR = 0.85
 EVIDENCE_PER_DEPARTMENT = 3
+CARDS_SHOWN = 3  # the cards a reply shows; the rest of the list stays for follow-ups
 
 
 def reputation(place: RankingPlace) -> float:
@@ -164,13 +165,18 @@ class Matcher:
 
         candidates.sort(key=lambda item: item[0], reverse=True)
         floor = self.weights.relevance_floor * candidates[0][0]
-        candidates = [candidate for candidate in candidates if candidate[0] >= floor]
         ranked = [
             self._candidate(dept, total, code, signals, case, dense_chunks)
-            for total, dept, code, signals in candidates[:limit * 3]
+            for total, dept, code, signals in [c for c in candidates if c[0] >= floor][:limit * 3]
         ]
         ranked = diversify(ranked, top=3 if hospital_id is None else 0)
-        return with_runner_up_specialty(ranked, scores, self.weights.runner_up_share)[:limit]
+        likely = likely_specialties(scores, ranked[0].specialties[0], self.weights.runner_up_share, CARDS_SHOWN - 1)
+        # a likely specialty gets its best department even when the relevance floor dropped it
+        below_floor = [next(c for c in candidates if c[2] == code) for code in likely
+                       if all(card.specialties[0] != code for card in ranked) and any(c[2] == code for c in candidates)]
+        pool = ranked + [self._candidate(dept, total, code, signals, case, dense_chunks)
+                         for total, dept, code, signals in below_floor]
+        return with_likely_specialties(ranked, likely, pool)[:limit]
 
     def _best_per_department(self, chunk_scores: dict[str, float]) -> dict[str, float]:
         best: dict[str, float] = {}
@@ -223,27 +229,39 @@ class Matcher:
         return evidence
 
 
-def with_runner_up_specialty(ranked: list[Recommendation], scores: dict[str, float], share: float,
-                             shown: int = 3) -> list[Recommendation]:
-    """When the shown cards all share one specialty and another is nearly as likely, the last card goes to it.
+def likely_specialties(scores: dict[str, float], first: str, share: float, most: int) -> list[str]:
+    """Other specialties at least `share` of the first card's specialty score, most likely first."""
+    if share <= 0 or not scores:
+        return []
+    bar = share * scores.get(first, 0.0)
+    others = sorted((code for code in scores if code != first and scores[code] >= bar), key=scores.get, reverse=True)
+    return others[:most]
 
-    Symptoms alone often fit two specialties ("swollen ankles, needs pillows to breathe": the heart or the
-    kidneys); three hospitals of one guess hide the other. A named diagnosis leaves the runner-up far behind."""
-    if len(ranked) < shown or not scores or share <= 0:
-        return ranked
-    first = ranked[0].specialties[0]
-    if any(card.specialties[0] != first for card in ranked[:shown]):
-        return ranked
-    others = {code: value for code, value in scores.items() if code != first}
-    if not others:
-        return ranked
-    runner_up = max(others, key=others.get)
-    if others[runner_up] < share * scores.get(first, 0.0):
-        return ranked
-    for position in range(shown, len(ranked)):
-        if ranked[position].specialties[0] == runner_up:
-            return [*ranked[: shown - 1], ranked[position], *ranked[shown - 1 : position], *ranked[position + 1 :]]
-    return ranked
+
+def with_likely_specialties(ranked: list[Recommendation], likely: list[str], pool: list[Recommendation],
+                            shown: int = CARDS_SHOWN) -> list[Recommendation]:
+    """Each likely specialty not yet on a shown card takes the place of the last card whose specialty repeats.
+
+    Symptoms alone often fit two or three specialties ("swollen ankles, needs pillows to breathe": the heart or the
+    kidneys); three hospitals of one guess hide the others. A named diagnosis leaves the others far behind, and
+    its three cards stay three hospitals of one specialty. Moved cards stay in the list, after the shown ones."""
+    head = list(ranked[:shown])
+    for code in likely:
+        if any(card.specialties[0] == code for card in head):
+            continue
+        on_show = {card.department_id for card in head}
+        best = next((card for card in pool if card.specialties[0] == code and card.department_id not in on_show), None)
+        if best is None:
+            continue
+        if len(head) >= shown:
+            counts = Counter(card.specialties[0] for card in head)
+            repeats = [i for i in range(len(head) - 1, 0, -1) if counts[head[i].specialties[0]] > 1]
+            if not repeats:
+                break
+            head.pop(repeats[0])
+        head.append(best)
+    on_show = {card.department_id for card in head}
+    return head + [card for card in ranked if card.department_id not in on_show]
 
 
 def diversify(ranked: list[Recommendation], top: int) -> list[Recommendation]:

@@ -36,7 +36,7 @@ CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
 )
 NEGATION_WINDOW = 4
-CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "sudden"})  # who and when, not a symptom
+CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 
 
@@ -344,6 +344,13 @@ class SafetyChecker:
                     break
         return present
 
+    def danger_words(self, normalized: str) -> set[str]:
+        """Terms of the emergency rules found, not negated, in clauses about the person, now or in the past
+        ("no chest pain" has none; "he had chest pain in 2019" has one)."""
+        emergency_terms = {term for rule in self.rules_file.rules if rule.level == "emergency" for term in rule.all}
+        real = [clause for clause in self.clauses(normalized) if clause.real]
+        return self.present_terms(real) & (emergency_terms - CONTEXT_TERMS)
+
     def triage(self, message: Message) -> Triage:
         """Emergency rules read clauses about now; who the patient is (child, pregnant) counts from any clause;
         urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon.
@@ -384,11 +391,12 @@ class SafetyChecker:
             if about_now and self.learned.chinese_emergency_probability(about_now).max() >= limits.emergency_chinese:
                 return Triage("emergency", None, (), "classifier")
             return None
-        whole = float(self.learned.emergency.decision(message.vector)[0])
+        whole = float(self.learned.emergency_values(message.vector, [message.normalized])[0])
         about_now = [i for i, sentence in enumerate(message.sentences)
                      if any(clause.counts for clause in self.clauses(sentence))]
         sentence_vectors = message.sentence_vectors[about_now]
-        sentences = self.learned.emergency.decision(sentence_vectors) if len(about_now) else np.zeros(0)
+        sentences = self.learned.emergency_values(sentence_vectors, [message.sentences[i] for i in about_now]) \
+            if len(about_now) else np.zeros(0)
         if whole >= limits.emergency_message or (len(sentences) and sentences.max() >= limits.emergency_sentence):
             vector = sentence_vectors[int(np.argmax(sentences))] if whole < limits.emergency_message \
                 else message.vector
