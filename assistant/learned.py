@@ -17,12 +17,12 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -185,59 +185,60 @@ class LinearScorer:
 
 
 @dataclass(frozen=True)
-class CharNgrams:
-    """Character 1-3-grams weighted by tf-idf: how the learned models read Chinese, which the packaged embedding
-    model cannot (it gives Chinese text vectors close to noise). The same features scikit-learn's
-    `TfidfVectorizer(analyzer="char", ngram_range=(1, 3))` computes, so training and reading agree."""
+class Ngrams:
+    """Counts of n-grams weighted by tf-idf and scaled to unit length, computed with numpy as scikit-learn's
+    `TfidfVectorizer` computes them, so training and reading agree. Subclasses say what the grams of a text are."""
 
     grams: tuple[str, ...]
     idf: np.ndarray
+    SUBLINEAR: ClassVar[bool] = False  # tf = 1 + log(count), as `sublinear_tf=True`
 
     @cached_property
     def _index(self) -> dict[str, int]:
         return {gram: i for i, gram in enumerate(self.grams)}
 
+    def grams_of(self, text: str) -> Iterator[str]:
+        raise NotImplementedError
+
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         rows = np.zeros((len(texts), len(self.grams)), dtype=np.float32)
         for row, text in enumerate(texts):
-            text = WHITESPACE.sub(" ", text.lower())
-            for n in NGRAM_SIZES:
-                for start in range(len(text) - n + 1):
-                    column = self._index.get(text[start : start + n])
-                    if column is not None:
-                        rows[row, column] += 1.0
+            for gram in self.grams_of(text):
+                column = self._index.get(gram)
+                if column is not None:
+                    rows[row, column] += 1.0
+        if self.SUBLINEAR:
+            counted = rows > 0
+            rows[counted] = 1.0 + np.log(rows[counted])
         rows *= self.idf
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         return rows / np.where(norms == 0, 1.0, norms)
 
 
 @dataclass(frozen=True)
-class WordNgrams:
-    """Word 1-2-grams, sublinear tf-idf: what the emergency reader learns beside the embedding. The packaged model
-    blurs the words that decide ("tonight", "rope", "saved up", "won't wake") into the topic of the sentence; a linear
-    model over the words keeps them. The same features as scikit-learn's `TfidfVectorizer(ngram_range=(1, 2),
-    sublinear_tf=True)`."""
+class CharNgrams(Ngrams):
+    """Character 1-3-grams: how the learned models read Chinese, which the packaged embedding model cannot (it gives
+    Chinese text vectors close to noise). As `TfidfVectorizer(analyzer="char", ngram_range=(1, 3))`."""
 
-    grams: tuple[str, ...]
-    idf: np.ndarray
+    def grams_of(self, text: str) -> Iterator[str]:
+        text = WHITESPACE.sub(" ", text.lower())
+        for n in NGRAM_SIZES:
+            for start in range(len(text) - n + 1):
+                yield text[start : start + n]
 
-    @cached_property
-    def _index(self) -> dict[str, int]:
-        return {gram: i for i, gram in enumerate(self.grams)}
 
-    def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        rows = np.zeros((len(texts), len(self.grams)), dtype=np.float32)
-        for row, text in enumerate(texts):
-            words = WORD.findall(text.lower())
-            for gram in [*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))]:
-                column = self._index.get(gram)
-                if column is not None:
-                    rows[row, column] += 1.0
-        counted = rows > 0
-        rows[counted] = 1.0 + np.log(rows[counted])  # sublinear tf
-        rows *= self.idf
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        return rows / np.where(norms == 0, 1.0, norms)
+@dataclass(frozen=True)
+class WordNgrams(Ngrams):
+    """Word 1-2-grams, sublinear: what the emergency reader learns beside the embedding. The packaged model blurs the
+    words that decide ("tonight", "rope", "saved up", "won't wake") into the topic of the sentence; a linear model
+    over the words keeps them. As `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`."""
+
+    SUBLINEAR: ClassVar[bool] = True
+
+    def grams_of(self, text: str) -> Iterator[str]:
+        words = WORD.findall(text.lower())
+        yield from words
+        yield from (f"{first} {second}" for first, second in zip(words, words[1:], strict=False))
 
 
 @dataclass(frozen=True)
