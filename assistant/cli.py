@@ -82,6 +82,23 @@ CALM_SENTENCES_HEADER = """\
 """
 
 
+def cmd_ontology(settings: Settings) -> int:
+    """Regenerate knowledge/ontology/terms.tsv from the reviewed map and the installed ICD-10 and HPO."""
+    from assistant.build import learned_training_set
+    from assistant.knowledge import ONTOLOGY_TERMS, load_knowledge
+    from assistant.ontology import distinctive_words, generate, write_terms
+    from assistant.text import normalize
+
+    kb = load_knowledge(settings.knowledge_dir)
+    hand_terms = {normalize(entry.term) for entry in kb.vocabulary}
+    terms = generate(settings.knowledge_dir / "ontology" / "map.yaml", hand_terms)
+    everyday = learned_training_set(settings).everyday_words() | {w for t in hand_terms for w in t.split()}
+    terms |= distinctive_words(terms, everyday)
+    write_terms(settings.knowledge_dir / ONTOLOGY_TERMS, terms)
+    print(f"{settings.knowledge_dir / ONTOLOGY_TERMS}: {len(terms)} terms")
+    return 0
+
+
 def cmd_match(settings: Settings, text: str, hospital: str | None, as_json: bool) -> int:
     from assistant.build import build_engine
 
@@ -172,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     key_actions.add_parser("list", help="key ids, hospitals and whether they are active")
     commands.add_parser("purge", help="delete conversations older than the retention setting")
     commands.add_parser("vectors", help="refresh the shipped vectors of the training data (after editing it)")
+    commands.add_parser("ontology", help="regenerate the ICD-10 and HPO terms from knowledge/ontology/map.yaml")
     args = parser.parse_args(argv)
 
     if args.command == "settings":
@@ -194,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         return cmd_purge(settings)
     if args.command == "vectors":
         return cmd_vectors(settings)
+    if args.command == "ontology":
+        return cmd_ontology(settings)
     if args.command == "index":
         code = cmd_index(settings)
         print(f"total {time.perf_counter() - started:.1f}s")

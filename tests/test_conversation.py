@@ -44,6 +44,21 @@ def test_a_vague_first_message_gets_one_question_about_the_diagnosis(assistant):
     assert reply.recommendations == []
 
 
+@pytest.mark.parametrize("text", [
+    "Waldenström's macroglobulinemia, 67M, second opinion on treatment",
+    "white patch on my tongue, biopsy says leukoplakia, 55M",
+])
+def test_a_short_message_naming_an_unlisted_diagnosis_is_not_asked_for_the_diagnosis(assistant, text):
+    reply = talk(assistant, text)[0]
+    assert reply.question is None and reply.recommendations
+
+
+def test_a_patients_job_in_a_symptom_story_does_not_make_it_off_topic(assistant):
+    reply = talk(assistant, "Both my hands are stiff every morning for an hour and my knuckles are swollen and warm. "
+                            "I'm 45 and work as an accountant, so typing is a problem. Where do I go?")[0]
+    assert not reply.out_of_scope and reply.recommendations
+
+
 def test_a_generic_cancer_message_asks_which_organ_then_recommends(assistant):
     first, second = talk(assistant, "I have cancer and want treatment in Shanghai", "it's in my lung")
     assert first.question and "organ" in first.question.lower()

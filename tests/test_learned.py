@@ -53,7 +53,15 @@ def test_saved_models_load_as_the_same_scores(fake_engine, tmp_path: Path) -> No
     assert loaded.fingerprint == models.fingerprint
     assert np.allclose(loaded.emergency_values(probe, texts), models.emergency_values(probe, texts))
     assert np.allclose(loaded.specialty.probabilities(probe), models.specialty.probabilities(probe))
+    assert np.allclose(loaded.specialties_from_words(texts[1]), models.specialties_from_words(texts[1]))
     assert loaded.family.labels == models.family.labels
+
+
+def test_the_word_routing_model_reads_lay_words_the_embedding_blurs(engine) -> None:
+    """The embedding reads "my eyes have gone yellow" as an eye problem; the routing lines teach the words."""
+    models = engine.models
+    probabilities = models.specialties_from_words("im 45 and my eyes have gone yellow")
+    assert models.specialty_words.labels[int(probabilities.argmax())] in ("hepatology", "gastroenterology")
 
 
 def test_a_bad_training_line_stops_the_build_naming_file_and_line(tmp_path: Path) -> None:

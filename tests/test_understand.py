@@ -114,3 +114,42 @@ def test_a_term_negated_in_one_message_still_counts_for_search_in_another(unders
     case = read(understander, "no diabetes in the family", "my knee gives way", "now they found diabetes")
     assert "diabetes" not in case.search_texts[0]
     assert "diabetes" in case.search_texts[2] and "diabetes" in case.search_text
+
+
+@pytest.mark.parametrize("text", [
+    "20 weeks pregnant and since this morning it burns when i pee, baby moving fine",
+    "现在孕34周，宝宝胎动比平时少了",
+    "we are trying for a baby and my periods are irregular",
+])
+def test_an_unborn_baby_never_makes_the_pregnant_writer_a_child(understander, read, text):
+    case = read(understander, text)
+    assert not understander.patient_is_child(case)
+
+
+def test_a_parent_writing_about_a_baby_still_has_a_child_patient(understander, read):
+    assert understander.patient_is_child(read(understander, "our baby is 3 weeks old and very yellow"))
+
+
+def test_a_diagnosis_only_the_ontology_names_still_gets_its_specialty(understander, read):
+    scores = understander.specialty_scores(read(understander, "Waldenström's macroglobulinemia, second opinion"))
+    assert {"hematology", "medical_oncology"} & set(scores)
+
+
+def test_a_hand_written_term_wins_over_an_ontology_term_of_the_same_words(understander, read):
+    hits = read(understander, "my eyes have gone yellow").hits
+    assert hits and all(hit.kind != "ontology" for hit in hits)
+
+
+def test_ontology_words_are_never_typo_targets(understander):
+    typos = understander.vocabulary.typos
+    assert "macroglobulinemia" not in typos.targets and typos.correct("macroglobulinemia") == "macroglobulinemia"
+
+
+def test_an_ontology_file_with_an_unknown_code_is_refused_with_file_and_line(tmp_path):
+    from assistant.datafile import DataFileError
+    from assistant.ontology import read_terms
+
+    path = tmp_path / "terms.tsv"
+    path.write_text("# header\nleukoplakia\tstomatology\tK13.2\nodd term\tnot_a_code\tX\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"terms\.tsv: line 3"):
+        read_terms(path, {"stomatology"})

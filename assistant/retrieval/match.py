@@ -113,18 +113,22 @@ class Matcher:
         return float(probabilities.max()) * (1 - case.chinese_share)
 
     def code_scores(self, case: Case, query_vector: np.ndarray) -> dict[str, float]:
-        """The vocabulary's codes (scaled so the strongest is 1) plus the routing classifier's probabilities.
+        """The vocabulary's codes (scaled so the strongest is 1) plus the routing classifiers' probabilities.
 
-        The vocabulary is precise on the words it lists; the classifier reads the words it does not: the embedding
-        model for the English share of the case, character n-grams for the Chinese share."""
+        The vocabulary is precise on the words it lists; the classifiers read the words it does not: for the English
+        share of the case one over the embedding (meaning) and one over word n-grams (the lay words the embedding
+        blurs), for the Chinese share one over character n-grams."""
         vocabulary = self.understander.specialty_scores(case)
         top = max(vocabulary.values(), default=0.0)
         scores = {code: weight / top for code, weight in vocabulary.items()} if top > 0 else {}
-        if self.learned is None or not self.weights.learned:
+        if self.learned is None or not (self.weights.learned or self.weights.learned_words):
             return scores
-        # beside the vocabulary's strongest code (1) the classifier breaks ties; alone it ranks (fit is relative)
-        english, chinese = self.weights.learned * (1 - case.chinese_share), self.weights.learned * case.chinese_share
-        learned = [(self.learned.specialty, self.learned.specialty.probabilities(query_vector)[0], english)]
+        # beside the vocabulary's strongest code (1) the classifiers break ties; alone they rank (fit is relative)
+        english, chinese = 1 - case.chinese_share, self.weights.learned * case.chinese_share
+        learned = [(self.learned.specialty, self.learned.specialty.probabilities(query_vector)[0],
+                    self.weights.learned * english),
+                   (self.learned.specialty_words, self.learned.specialties_from_words(case.search_text),
+                    self.weights.learned_words * english)]
         if chinese:
             learned.append((self.learned.chinese_specialty, self.learned.chinese_specialties(case.search_text),
                             chinese))

@@ -412,17 +412,19 @@ class SafetyChecker:
     def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope.
 
-        The patterns catch the common topics; the examples catch the rest by meaning.
+        The patterns catch the common topics, unless the message reads more like a patient's than like
+        the off-topic examples; the examples catch the rest by meaning.
         """
         if has_medical_terms:
             return False
-        if _any(self._off_topic, message.normalized):
-            return True
+        named_topic = _any(self._off_topic, message.normalized)
         if self._off_topic_vectors is None or message.is_chinese:
-            return False  # the packaged model reads English only
+            return named_topic  # the packaged model reads English only
         vector = message.vector
         if float(np.max(self._exemplar_vectors @ vector)) >= self.scope.crisis_guard:
             return False  # when in doubt about a crisis, keep talking rather than decline
         off_topic = float(np.max(self._off_topic_vectors @ vector))
         in_scope = float(np.max(self._in_scope_vectors @ vector))
+        if named_topic:  # "I work as an accountant" in a story of swollen knuckles is not a question about taxes
+            return off_topic >= in_scope
         return off_topic - in_scope >= self.scope.margin

@@ -37,7 +37,9 @@ PREGNANCY_CONTEXT = re.compile(
     r"\b(pregnan\w*|trying for a baby|trying to conceive|ivf|icsi|deliver\w*|due date|birth plan|"
     r"fertility|infertil\w*)\b"
 )
-UNBORN_BABY = re.compile(r"\b(a|our|my|the) baby\b")
+UNBORN_BABY = re.compile(r"\b((a|our|my|the) )?bab(y|ies)\b")
+ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿")
+ZH_UNBORN = ("宝宝", "婴儿", "胎儿")
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (apostrophes are stripped)
@@ -101,7 +103,10 @@ class TypoCorrector:
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
-    def __init__(self, entries: list[VocabularyEntry], negation: Negation, known_words: set[str] | None = None) -> None:
+    def __init__(self, entries: list[VocabularyEntry], negation: Negation, known_words: set[str] | None = None,
+                 ontology: list[VocabularyEntry] = ()) -> None:
+        """`ontology`: ICD-10 and HPO terms, matched where no hand-written term of the same words exists; their
+        words are known (never corrected) but never typo targets: "pains" must not become a rare syndrome."""
         self.negation = negation
         self.by_words: dict[tuple[str, ...], VocabularyEntry] = {}
         self.case_sensitive: dict[str, VocabularyEntry] = {}
@@ -117,7 +122,14 @@ class Vocabulary:
                 if words:
                     self.by_words.setdefault(words, entry)
         self.chinese.sort(key=lambda entry: -len(entry.term))
-        self.typos = TypoCorrector({word for words in self.by_words for word in words}, known_words or set())
+        hand_words = {word for words in self.by_words for word in words}
+        ontology_words: set[str] = set()
+        for entry in ontology:
+            words = tuple(w for w in WORD.findall(normalize(entry.term)) if w not in FILLER_WORDS)
+            ontology_words.update(words)
+            if words:
+                self.by_words.setdefault(words, entry)
+        self.typos = TypoCorrector(hand_words, (known_words or set()) | ontology_words)
 
     def find(self, message: Message) -> list[TermHit]:
         normalized, text = message.normalized, message.raw
@@ -183,9 +195,12 @@ def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
 
 
 def without_unborn_baby(normalized: str, raw: str) -> tuple[str, str]:
-    """In "trying for a baby" or "our baby is due in May" the baby is not the patient."""
-    if PREGNANCY_CONTEXT.search(normalized) or "怀孕" in raw or "试管" in raw:
-        return UNBORN_BABY.sub(" ", normalized), raw.replace("宝宝", " ").replace("婴儿", " ")
+    """In "trying for a baby", "our baby is due in May" or "20 weeks pregnant, baby moving less" the baby is not
+    the patient, and does not make the patient an infant."""
+    if PREGNANCY_CONTEXT.search(normalized) or any(word in raw for word in ZH_PREGNANCY):
+        for word in ZH_UNBORN:
+            raw = raw.replace(word, " ")
+        return UNBORN_BABY.sub(" ", normalized), raw
     return normalized, raw
 
 
@@ -214,7 +229,8 @@ def profile_words(kb: KnowledgeBase) -> set[str]:
 class Understander:
     def __init__(self, kb: KnowledgeBase, everyday_words: set[str] | None = None) -> None:
         """`everyday_words`: words people write often (from the training messages), never corrected as typos."""
-        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation, profile_words(kb) | (everyday_words or set()))
+        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation, profile_words(kb) | (everyday_words or set()),
+                                     kb.ontology)
         self.child_codes = kb.child_codes
         self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
 
