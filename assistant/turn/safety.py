@@ -38,6 +38,7 @@ CLAUSE_SPLIT = re.compile(
 NEGATION_WINDOW = 4
 CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
+STORY_SENTENCES = 3  # from this many sentences a message is a story, where an off-topic word can be background
 
 
 class Rule(Strict):
@@ -412,8 +413,8 @@ class SafetyChecker:
     def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope.
 
-        The patterns catch the common topics, unless the message reads more like a patient's than like
-        the off-topic examples; the examples catch the rest by meaning.
+        The patterns catch the common topics, unless a story of several sentences reads more like a patient's
+        than like the off-topic examples; the examples catch the rest by meaning.
         """
         if has_medical_terms:
             return False
@@ -425,6 +426,7 @@ class SafetyChecker:
             return False  # when in doubt about a crisis, keep talking rather than decline
         off_topic = float(np.max(self._off_topic_vectors @ vector))
         in_scope = float(np.max(self._in_scope_vectors @ vector))
-        if named_topic:  # "I work as an accountant" in a story of swollen knuckles is not a question about taxes
-            return off_topic >= in_scope
+        if named_topic:  # a short request names its topic; in a story ("I work as an accountant, so typing is a
+            # problem", among swollen knuckles) the topic is background and the meaning decides
+            return len(message.sentences) < STORY_SENTENCES or off_topic >= in_scope
         return off_topic - in_scope >= self.scope.margin
