@@ -9,6 +9,7 @@ import pytest
 
 from assistant.build import build_assistant
 from assistant.flow import Assistant
+from assistant.turn.safety import CRISIS_FAMILIES
 
 DATA = Path(__file__).parent / "data" / "safety"
 TRAVEL_WORDS = ("visa", "international department", "book", "flight", "shanghai hospital", "referral", "department of")
@@ -152,3 +153,25 @@ def test_every_emergency_and_crisis_reply_gives_the_numbers_of_the_one_numbers_f
 def test_invisible_characters_and_look_alike_letters_change_nothing_the_rules_see(assistant, hidden, plain):
     assert triage(assistant, hidden) == triage(assistant, plain)
     assert triage(assistant, hidden).via == "rule"
+
+
+@pytest.mark.parametrize("text", [
+    "I've been putting my sleeping tablets aside for weeks and I've written letters to my kids.",
+    "I've sorted out who gets the dog. Everyone will be better off without me.",
+    "安眠药我偷偷藏起来了，没有我家人会过得更好",
+    "药都攒好了，这个周末就去江边了结",
+])
+def test_preparing_for_suicide_without_the_word_gets_the_crisis_reply(assistant, text):
+    """Two preparatory acts (saved medicines, farewell letters, things given away, a day chosen), or one with
+    "better off without me", are an emergency even when nobody writes "suicide"."""
+    result = triage(assistant, text)
+    assert result.is_emergency and result.family in CRISIS_FAMILIES
+
+
+@pytest.mark.parametrize("text", [
+    "I saved up my tablets so I don't run out while travelling, and I wrote a letter to my kids about the trip",
+    "I've written a will and sorted out who gets the house; now I want a check-up in Shanghai",
+    "我爸妈帮我把药存好了，信也写好了，准备去上海看病",
+])
+def test_everyday_planning_is_not_read_as_preparing_for_suicide(assistant, text):
+    assert not triage(assistant, text).is_emergency
