@@ -136,8 +136,10 @@ def distinctive_words(terms: dict[str, tuple[list[str], list[str]]],
     routes: dict[str, tuple[list[str], list[str]]] = {}
     disagreeing: set[str] = set()
     for term, (codes, sources) in terms.items():
-        for word in set(re.findall(r"[a-z]+", term)):
-            if len(word) < MIN_DISTINCTIVE_LETTERS or word in everyday or word in terms or word in disagreeing:
+        for word in set(term.split()):  # whole words only: "waldenström" is never cut to "waldenstr"
+            if not (word.isascii() and word.isalpha()) or len(word) < MIN_DISTINCTIVE_LETTERS:
+                continue
+            if word in everyday or word in terms or word in disagreeing:
                 continue
             if word in routes and routes[word][0][0] != codes[0]:
                 disagreeing.add(word)

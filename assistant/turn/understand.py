@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import lru_cache
 
 from assistant.case import Case, Reading, TermHit, without_negated_terms
@@ -104,7 +105,7 @@ class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
     def __init__(self, entries: list[VocabularyEntry], negation: Negation, known_words: set[str] | None = None,
-                 ontology: list[VocabularyEntry] = ()) -> None:
+                 ontology: Sequence[VocabularyEntry] = ()) -> None:
         """`ontology`: ICD-10 and HPO terms, matched where no hand-written term of the same words exists; their
         words are known (never corrected) but never typo targets: "pains" must not become a rare syndrome."""
         self.negation = negation
