@@ -101,6 +101,11 @@ class TypoCorrector:
         return best[0] if best is not None else word
 
 
+def term_words(term: str) -> tuple[str, ...]:
+    """The words a term is matched by, as a message's words are read (filler words left out)."""
+    return tuple(word for word in WORD.findall(normalize(term)) if word not in FILLER_WORDS)
+
+
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
@@ -119,14 +124,14 @@ class Vocabulary:
                 # short upper-case abbreviations (MM, ALL, AS, MS) collide with words: match them as written
                 self.case_sensitive[entry.term] = entry
             else:
-                words = tuple(w for w in WORD.findall(normalize(entry.term)) if w not in FILLER_WORDS)
+                words = term_words(entry.term)
                 if words:
                     self.by_words.setdefault(words, entry)
         self.chinese.sort(key=lambda entry: -len(entry.term))
         hand_words = {word for words in self.by_words for word in words}
         ontology_words: set[str] = set()
         for entry in ontology:
-            words = tuple(w for w in WORD.findall(normalize(entry.term)) if w not in FILLER_WORDS)
+            words = term_words(entry.term)
             ontology_words.update(words)
             if words:
                 self.by_words.setdefault(words, entry)
