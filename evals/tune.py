@@ -1,8 +1,10 @@
 """`python -m evals tune`: choose the classifiers' decision values on the dev cases, and nothing else.
 
 The emergency thresholds give the dev cases at least `RECALL_TARGET` emergency recall together with the rules and
-numbers, with the fewest false alarms; among equals, the most sensitive sentence threshold (never below the whole
-message's: one sentence must be as sure as the message) and then the least sensitive message threshold;
+numbers, and as much more as `FALSE_ALARM_BUDGET` allows: a missed emergency is the worst error, and every blind set
+so far fell short of its dev recall (the rules were written on dev) while its false alarms stayed well under the
+issue's ceiling of 8%. Among equals, the fewest false alarms, then the most sensitive sentence threshold (never below
+the whole message's: one sentence must be as sure as the message) and then the least sensitive message threshold;
 the urgent threshold best separates urgent-or-worse from routine. The blind set is never read here.
 """
 
@@ -19,6 +21,9 @@ from assistant.reply import SEVERITY
 from evals.cases import EvalCase
 
 RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.98 emergency recall
+# False alarms on dev the thresholds may spend on more recall: blind sets ran up to 3.3 points above dev, and the
+# issue allows 8% (dev 1,586 cases at 2026-12-03: recall 98.0% at 1.8% false alarms, 99.5% at 2.5%).
+FALSE_ALARM_BUDGET = 0.03
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -80,7 +85,8 @@ def choose(scored: list[Scored]) -> dict[str, float]:
             recall = called[gold].mean()
             false_alarms = called[~gold].mean()
             if recall >= RECALL_TARGET:
-                key = (false_alarms, -recall, t_sentence, -t_message)
+                over_budget = max(false_alarms - FALSE_ALARM_BUDGET, 0.0)
+                key = (over_budget, -recall, false_alarms, t_sentence, -t_message)
                 if best is None or key < best[0]:
                     best = (key, t_message, t_sentence, recall, false_alarms)
     if best is None:

@@ -8,6 +8,7 @@ import pytest
 
 from evals.cases import read_cases
 from evals.metrics import compute_metrics, passed, percentile, triage_confusion
+from evals.tune import FALSE_ALARM_BUDGET, Scored, choose
 
 
 def result(case_id: str, **fields) -> dict:
@@ -119,3 +120,22 @@ def test_the_triage_confusion_counts_stated_against_given_levels_for_cases_that_
     assert table["emergency"] == {"emergency": 1, "urgent": 1, "routine": 0}  # c caught, d called urgent
     assert table["routine"] == {"emergency": 0, "urgent": 0, "routine": 1}  # a
     assert sum(sum(row.values()) for row in table.values()) == 3  # b, e and f state no level
+
+
+def _dev_cases(false_alarms_at_half: int) -> list[Scored]:
+    """100 emergencies (rules catch 90; the classifier scores 8 of the rest 1.0 and 2 of them 0.5) and 100 other
+    cases, of which `false_alarms_at_half` score 0.5 and the rest -1."""
+    inf = float("-inf")
+    emergencies = [Scored("emergency", "emergency", inf, inf, 0.0, inf) for _ in range(90)]
+    emergencies += [Scored("emergency", "routine", 1.0, inf, 0.0, inf) for _ in range(8)]
+    emergencies += [Scored("emergency", "routine", 0.5, inf, 0.0, inf) for _ in range(2)]
+    others = [Scored("routine", "routine", 0.5, inf, -1.0, inf) for _ in range(false_alarms_at_half)]
+    others += [Scored("routine", "routine", -1.0, inf, -1.0, inf) for _ in range(100 - false_alarms_at_half)]
+    return emergencies + others
+
+
+def test_tuning_spends_the_false_alarm_budget_on_recall_and_no_more():
+    within = choose(_dev_cases(false_alarms_at_half=2))
+    assert within["recall"] == 1.0 and within["false_alarms"] == 0.02 <= FALSE_ALARM_BUDGET
+    beyond = choose(_dev_cases(false_alarms_at_half=5))
+    assert beyond["recall"] == 0.98 and beyond["false_alarms"] == 0.0

@@ -22,6 +22,8 @@ def thresholds() -> VitalThresholds:
 @pytest.mark.parametrize(("text", "measure", "value"), [
     ("sats 86% on room air", "spo2", 86),
     ("oxygen level is down to 88", "spo2", 88),
+    ("my finger monitor keeps reading 85-86% even sitting still", "spo2", 85),
+    ("the pulse oximeter says 89%", "spo2", 89),
     ("fever of 104F since last night", "temperature_c", 40.0),
     ("体温39.8度", "temperature_c", 39.8),
     ("temp 34.2C after the swim", "temperature_c", 34.2),
@@ -39,7 +41,8 @@ def test_a_vital_sign_is_read_in_its_unit(text: str, measure: str, value: float)
 
 
 @pytest.mark.parametrize("text", ["I take 20 mg of amlodipine", "diagnosed in 2019", "he is 45 and weighs 80 kg",
-                                  "room 1502 at the hotel", "stage 3 cancer, 4 cycles of chemo"])
+                                  "room 1502 at the hotel", "stage 3 cancer, 4 cycles of chemo",
+                                  "the finger monitor on the ward beeped 20 times"])
 def test_doses_years_and_ages_are_not_vital_signs(text: str) -> None:
     assert read_vitals(normalize(text)) == []
 

@@ -60,6 +60,7 @@ class Context(Strict):
     hypothetical: list[str]
     chronic: list[str]
     acute: list[str]
+    lasting_deficits: dict[str, list[str]]  # rule family -> the past events whose deficits last
     personal: list[str]
     question_about: list[str]
     question_if_asked: list[str]
@@ -275,6 +276,7 @@ class SafetyChecker:
             self._hypothetical = _compile(context.hypothetical)
             self._chronic = _compile(context.chronic)
             self._acute = _compile(context.acute)
+            self._lasting_deficits = {family: _compile(events) for family, events in context.lasting_deficits.items()}
             self._personal = _compile(context.personal)
             self._question = _compile(context.question_about)
             self._question_if_asked = _compile(context.question_if_asked)
@@ -360,15 +362,27 @@ class SafetyChecker:
         now = self.present_terms([c for c in clauses if c.counts])
         real = self.present_terms([c for c in clauses if c.real])
         present = now | (real & CONTEXT_TERMS)
+        after_event = self._families_after_a_past_event(clauses)
+        present_after_event = present  # what the event left is not new: only clauses with a sign of now count
+        if after_event:
+            plainly_now = self.present_terms([c for c in clauses if c.counts and _any(self._acute, c.text)])
+            present_after_event = plainly_now | (real & CONTEXT_TERMS)
         best = Triage()
         for rule in self.rules_file.rules:
-            terms = present if rule.level == "emergency" else real
+            terms = real if rule.level == "urgent" else present_after_event if rule.family in after_event \
+                else present
             if all(term in terms for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
         for other in (self.by_numbers(clauses, present), self.by_classifier(message)):
             if other is not None and SEVERITY[other.level] > SEVERITY[best.level]:
                 best = other
         return best
+
+    def _families_after_a_past_event(self, clauses: list[Clause]) -> set[str]:
+        """Families whose lasting event ("he had a stroke 4 months ago") a clause about the past names."""
+        past = [clause.text for clause in clauses if clause.real and not clause.counts]
+        return {family for family, events in self._lasting_deficits.items()
+                if any(_any(events, text) for text in past)}
 
     def by_numbers(self, clauses: list[Clause], present: set[str]) -> Triage | None:
         """Vital signs in the clauses about now, held against the guidance's thresholds for this age group."""

@@ -27,7 +27,11 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
         re.compile(rf"{_NUMBER}\s*(°\s*[cf]|℃|℉|degrees? (?:celsius|centigrade|fahrenheit|c|f)\b|°)"),
     ],
     "spo2": [re.compile(r"(?:spo2|sp02|sats?\b|saturation\w*|oxygen(?: level| sat\w*)?|o2(?: sat\w*)?|血氧(?:饱和度)?"
-                        rf"|氧饱和度){_GAP}{_NUMBER}\s*%?")],
+                        rf"|氧饱和度){_GAP}{_NUMBER}\s*%?"),
+             # the device in lay words ("my finger monitor keeps reading 86%"): only with a percent sign
+             re.compile(r"(?:oximeter|pulse ?ox\w*|finger (?:monitor|clip|probe|sensor|gadget|thing|device|meter)"
+                        r"|(?:oxygen|o2) (?:monitor|reading|meter)|血氧仪|指夹)"
+                        rf"{_GAP}{_NUMBER}\s*(?:-\s*\d{{1,3}}\s*)?%")],
     "respiratory_rate": [
         re.compile(rf"(?:resp\w*(?: rate)?|rr|breathing(?: rate)?|呼吸(?:频率)?){_GAP}{_NUMBER}"
                    r"\s*(?:times|breaths?|次)?\s*(?:a|per|/|每)\s*(?:min|分)"),
@@ -36,8 +40,8 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
     ],
     "blood_pressure": [re.compile(rf"(?:bp|blood pressure|pressure|血压){_GAP}(\d{{2,3}})\s*(?:/|over)\s*(\d{{2,3}})"),
                        re.compile(r"(\d{2,3})\s*/\s*(\d{2,3})\s*(?:mm ?hg|毫米汞柱)")],
-    "pulse": [re.compile(rf"(?:pulse|heart ?rate|\bhr\b|heart (?:is )?(?:beating|racing|going)(?: at)?|心率|脉搏|心跳)"
-                         rf"{_GAP}{_NUMBER}"),
+    "pulse": [re.compile(r"(?:pulse(?! ?ox)|heart ?rate|\bhr\b|heart (?:is )?(?:beating|racing|going)(?: at)?"
+                         rf"|心率|脉搏|心跳){_GAP}{_NUMBER}"),
               re.compile(rf"{_NUMBER}\s*(?:bpm|beats? (?:a|per) min)")],
     "glucose": [re.compile(rf"(?:sugar|glucose|\bbg\b|\bbgl\b|\bbm\b|血糖){_GAP}{_NUMBER}\s*(mmol|mg)?")],
 }
