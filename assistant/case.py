@@ -15,6 +15,7 @@ from assistant.text import letter_counts, normalize, search_tokens, share_of_chi
 
 ADULT_WRITERS = (None, "self", "adult")  # who, when "I'm 40" is the patient's own age
 INFANT_AGE_YEARS = 0.5  # "baby", "newborn" with no age given
+ADULT_AGE = 18
 
 
 class TermHit(BaseModel):
@@ -134,7 +135,7 @@ class Case(BaseModel):
     def is_child(self) -> bool | None:
         """True / False when the text tells us, None when it does not."""
         if self.age_years is not None:
-            return self.age_years < 18
+            return self.age_years < ADULT_AGE
         if self.who == "child":
             return True
         if self.who in ("self", "adult", "adult_relative"):

@@ -72,9 +72,9 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 1 if case_file.problems else 0
 
 
-# blind, blind2 and blind3 were each scored once and read: they are development data now (blind4 is not)
+# the blind sets were each scored once and then read: they are development data now
 DEV_CASES = ["evals/cases/dev.jsonl", "evals/cases/holdout.jsonl", "evals/cases/blind.jsonl",
-             "evals/cases/blind2.jsonl", "evals/cases/blind3.jsonl"]
+             "evals/cases/blind2.jsonl", "evals/cases/blind3.jsonl", "evals/cases/blind4.jsonl"]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -168,6 +168,9 @@ def test_user_text_is_never_echoed_as_html(assistant):
 @pytest.mark.parametrize("text", [
     "what's the weather in Shanghai tomorrow?", "can you help with my algebra homework?",
     "write me a python function to sort a list", "tell me a joke",
+    "Can you recommend a good vet in Shanghai? My cat has been sneezing for a week and has goopy eyes.",
+    "Could you write me a cover letter for a marketing manager job at a tech company in Shanghai?",
+    "帮我写一首关于上海秋天的七言绝句",
 ])
 def test_out_of_scope_messages_get_a_polite_decline_and_no_recommendation(assistant, text):
     reply = talk(assistant, text)[0]

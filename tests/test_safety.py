@@ -210,3 +210,25 @@ def test_what_an_old_event_left_and_figures_of_speech_are_not_emergencies(assist
 ])
 def test_a_new_sign_after_an_old_event_and_a_threat_to_others_are_still_emergencies(assistant, text):
     assert triage(assistant, text).is_emergency
+
+
+@pytest.mark.parametrize("text", [
+    "34 weeks pregnant. The baby is usually really active in the evenings, but I've hardly felt anything since "
+    "yesterday afternoon, even after cold water and lying on my left side.",
+    "My 2 year old just swallowed one of those small round flat silver batteries from the TV remote. He seems fine.",
+    "Since yesterday I've got numbness between my legs, both legs feel weak and I wet myself without noticing.",
+    "I've put my affairs in order, written a letter to each of my kids, and I've been putting aside my sleeping "
+    "tablets. Saturday is when I'll go through with it.",
+])
+def test_danger_signs_in_other_words_than_the_first_rules_knew_are_emergencies(assistant, text):
+    """Each of these was missed once on a blind set (reduced movements, a battery, saddle numbness, preparing)."""
+    assert triage(assistant, text).is_emergency
+
+
+@pytest.mark.parametrize("text", [
+    "Our son is 3 and barely says any words. He doesn't respond to his name and lines up his toy cars for hours.",
+    "女儿两岁半了，还不太会说话，叫她名字经常没有反应，喜欢把玩具排成一排。",
+    "No chest pain, not short of breath or sweating, just tired after the flight.",
+])
+def test_not_answering_to_a_name_and_signs_ruled_out_in_a_list_are_not_emergencies(assistant, text):
+    assert not triage(assistant, text).is_emergency

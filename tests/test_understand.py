@@ -130,6 +130,19 @@ def test_an_unborn_baby_never_makes_the_pregnant_writer_a_child(understander, re
     assert not understander.patient_is_child(case)
 
 
+@pytest.mark.parametrize("text", [
+    "My ankles swell by the evening and I need 3 pillows at night. I'm 71 and would rather be seen in Shanghai "
+    "where my son lives.",
+    "I had a knee replacement five weeks ago. I'm 66 and in Shanghai for two months visiting my son.",
+])
+def test_a_son_who_is_company_does_not_make_the_adult_writer_a_child(understander, read, text):
+    assert not understander.patient_is_child(read(understander, text))
+
+
+def test_a_parent_who_gives_their_own_age_still_writes_about_the_child(understander, read):
+    assert understander.patient_is_child(read(understander, "I'm 35 and my son has had asthma since he was 2"))
+
+
 def test_a_parent_writing_about_a_baby_still_has_a_child_patient(understander, read):
     assert understander.patient_is_child(read(understander, "our baby is 3 weeks old and very yellow"))
 

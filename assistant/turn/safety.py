@@ -36,6 +36,7 @@ CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
 )
 NEGATION_WINDOW = 4
+COORDINATED_WINDOW = 10  # "not having any thoughts of hurting myself or ending my life": "or" carries the "not"
 CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
 NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 STORY_SENTENCES = 3  # from this many sentences a message is a story, where an off-topic word can be background
@@ -87,6 +88,7 @@ class ExemplarFile(Strict):
 class ScopeFile(Strict):
     injection: list[str]
     off_topic: list[str]
+    animal_patient: list[str]
     margin: float
     crisis_guard: float
     in_scope_examples: list[str]
@@ -283,6 +285,7 @@ class SafetyChecker:
             self._story = _compile(context.third_party_story)
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
+            self._animal_patient = _compile(self.scope.animal_patient)
         except re.error as error:
             raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
         for rule in self.rules_file.rules:
@@ -324,7 +327,8 @@ class SafetyChecker:
         before = before.rsplit(",", 1)[-1]  # a comma ends the reach of "no": "no fever, vomiting blood"
         if any(before.endswith(n) or before.endswith(n + " ") for n in self.negation.chinese):
             return True
-        words = re.findall(r"[a-z]+", before)[-NEGATION_WINDOW:]
+        words = re.findall(r"[a-z]+", before)
+        words = words[-COORDINATED_WINDOW:] if words and words[-1] in ("or", "nor") else words[-NEGATION_WINDOW:]
         for i, word in enumerate(words):
             following = words[i + 1] if i + 1 < len(words) else ""
             if following in NOT_A_NEGATION_AFTER:
@@ -425,12 +429,13 @@ class SafetyChecker:
         return any(p.search(message.normalized) for p in self._injection)
 
     def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
-        """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope.
+        """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope;
+        an animal's symptoms ("which vet for my cat's eyes?") are not ours to route.
 
         The patterns catch the common topics, unless a story of several sentences reads more like a patient's
         than like the off-topic examples; the examples catch the rest by meaning.
         """
-        if has_medical_terms:
+        if has_medical_terms and not _any(self._animal_patient, message.normalized):
             return False
         named_topic = _any(self._off_topic, message.normalized)
         if self._off_topic_vectors is None or message.is_chinese:

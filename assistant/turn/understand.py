@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 
-from assistant.case import Case, Reading, TermHit, without_negated_terms
+from assistant.case import ADULT_AGE, Case, Reading, TermHit, without_negated_terms
 from assistant.knowledge import KnowledgeBase, Negation, VocabularyEntry
 from assistant.text import APOSTROPHES, CJK_RUN, WORD, normalize, tokens_of_normalized
 from assistant.turn.message import Message
@@ -36,11 +36,19 @@ CHILD_STATED = re.compile(
 # "trying for a baby", "our baby is due": the baby is not the patient yet
 PREGNANCY_CONTEXT = re.compile(
     r"\b(pregnan\w*|trying for a baby|trying to conceive|ivf|icsi|deliver\w*|due date|birth plan|"
-    r"fertility|infertil\w*|conceiv\w*|(want|wants|wanted|wanting|have|having|make|making) (a|another) baby)\b"
+    r"fertility|infertil\w*|conceiv\w*|(want|wants|wanted|wanting|have|having|make|making|try|tried) (a|another) baby|"
+    r"try for a baby)\b"
 )
 UNBORN_BABY = re.compile(r"\b((a|our|my|the) )?bab(y|ies)\b")
 ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿", "生孩子", "要孩子", "怀不上")
 ZH_UNBORN = ("生孩子", "要孩子", "宝宝", "婴儿", "胎儿")  # "想问一下生孩子的事": the child is not born yet
+# "I'm 71 ... where my son lives", "visiting my son": a child who is company or a place, not the patient
+CHILD_AS_COMPANY = re.compile(
+    r"\b(visit\w*|with|where|near|staying with|living with|joining|meeting) (my|our) "
+    r"(son|daughter|kids?|children|grandson|granddaughter)( lives| works| studies)?\b"
+    r"|\b(my|our) (son|daughter|kids?|children) (lives|works|studies|will (come|travel|translate|help|drive)|"
+    r"helps|translates|booked|found|is (organi[sz]ing|helping|translating|coming))\b"
+)
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (apostrophes are stripped)
@@ -210,6 +218,15 @@ def without_unborn_baby(normalized: str, raw: str) -> tuple[str, str]:
     return normalized, raw
 
 
+def without_child_company(normalized: str) -> str:
+    """A writer who gives their own adult age and mentions a son as company ("I'm 71 ... where my son lives") is
+    the patient; the mention is left out of deciding who."""
+    own = FIRST_PERSON_AGE.search(normalized)
+    if own and int(own.group(1)) >= ADULT_AGE:
+        return CHILD_AS_COMPANY.sub(" ", normalized)
+    return normalized
+
+
 def detect_who(normalized: str, raw: str) -> str | None:
     if CHILD_WORDS.search(normalized) or CHILD_STATED.search(normalized) or any(word in raw for word in ZH_CHILD):
         return "child"
@@ -244,6 +261,7 @@ class Understander:
         """What one message says; `Case.add` folds it into the conversation's case."""
         hits = self.vocabulary.find(message)
         normalized, raw = without_unborn_baby(message.normalized, message.raw)
+        normalized = without_child_company(normalized)
         location = LOCATION.search(APOSTROPHES.sub("", message.raw))
         return Reading(
             text=message.raw,
