@@ -489,8 +489,8 @@ def train(training: TrainingSet, cache: VectorCache, fingerprint: str) -> Learne
     calm_vectors = cache.embed(calm_sentences) if calm_sentences else np.zeros((0, everything.shape[1]), np.float32)
     is_emergency = np.concatenate([all_levels == "emergency", np.zeros(len(calm_sentences), bool)])
     routing_part = np.arange(len(triage_texts), len(triage_texts) + len(routing_texts))
-    urgent_rows = np.setdiff1d(np.arange(len(everything)), routing_part[np.arange(len(routing_part))
-                                                                        % URGENT_ROUTING_EVERY != 0])
+    urgent_rows = np.ones(len(everything), bool)  # every row but three routing lines in four
+    urgent_rows[routing_part] = np.arange(len(routing_part)) % URGENT_ROUTING_EVERY == 0
     # the emergency kernel takes most of the time and libsvm lets go of the GIL: it fits on one core while the
     # other fits everything else, with BLAS held to one thread so the two do not fight (55.7 s -> 48.4 s here)
     with threadpool_limits(1), ThreadPoolExecutor(max_workers=1) as pool:

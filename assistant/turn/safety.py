@@ -373,8 +373,12 @@ class SafetyChecker:
             present_after_event = plainly_now | (real & CONTEXT_TERMS)
         best = Triage()
         for rule in self.rules_file.rules:
-            terms = real if rule.level == "urgent" else present_after_event if rule.family in after_event \
-                else present
+            if rule.level == "urgent":
+                terms = real
+            elif rule.family in after_event:
+                terms = present_after_event
+            else:
+                terms = present
             if all(term in terms for term in rule.all) and SEVERITY[rule.level] > SEVERITY[best.level]:
                 best = Triage(rule.level, rule.family, tuple(rule.all), "rule")
         for other in (self.by_numbers(clauses, present), self.by_classifier(message)):
