@@ -10,23 +10,31 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from confusable_homoglyphs.confusables import confusables_data
+
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 WORD = re.compile(r"[a-z0-9]+(?:[-+][a-z0-9]+)*")
 APOSTROPHES = re.compile(r"[’'`´]")
-# Cyrillic and Greek letters drawn like Latin ones, for words that mix them with Latin letters: "brеathing" with a
-# Cyrillic "е" must read as "breathing". Whole Greek words ("α-thalassemia") stay as they are.
-LOOK_ALIKES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
-    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "ɡ": "g",
-    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-})
+
+
+def _look_alikes() -> dict[int, str]:
+    """Letters of other scripts drawn like a Latin letter, from Unicode's confusables table (TR39, as the
+    confusable-homoglyphs package ships it): a Cyrillic "е" in "brеathing" must read "e". Case matters
+    there ("М" looks like "M", "м" like nothing Latin), so folding comes before lower-casing."""
+    return str.maketrans({source: target for source, entries in confusables_data.items() for entry in entries[:1]
+                          if len(source) == 1 and not source.isascii() and unicodedata.category(source)[0] == "L"
+                          and len(target := entry["c"]) == 1 and target.isascii() and target.isalpha()})
+
+
+LOOK_ALIKES = _look_alikes()
 # Unicode's format characters (category Cf): soft hyphen, zero-width space and joiners, direction marks, tags.
 INVISIBLE = re.compile(
     "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
     "\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
     "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
 )
-MIXED_SCRIPT_WORD = re.compile(r"[^\W\d_]*[a-z][^\W\d_]*")
+LETTERS = re.compile(r"[^\W\d_]+")
+LATIN_LETTER = re.compile(r"[A-Za-z]")
 
 STOPWORDS = frozenset(
     "a an and are as at be been but by for from had has have he her his i im in is it its me my of on or our "
@@ -38,15 +46,24 @@ def normalize(text: str) -> str:
     """Lower-case, NFKC (full-width to half-width), apostrophes dropped, spaces collapsed; invisible characters
     (soft hyphens, zero-width spaces and joiners, direction marks) dropped and look-alike letters folded, since
     "k\u200bill myself" or a Cyrillic letter in "breathing" must not hide an emergency from the safety rules."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = INVISIBLE.sub("", text)
-    text = MIXED_SCRIPT_WORD.sub(_fold_look_alikes, text)
+    text = INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = LETTERS.sub(_fold_look_alikes, text).lower() if not text.isascii() else text.lower()
     text = APOSTROPHES.sub("", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _fold_look_alikes(word: re.Match[str]) -> str:
-    return word.group(0).translate(LOOK_ALIKES)
+def _fold_look_alikes(match: re.Match[str]) -> str:
+    """A word mixing scripts ("brеathing"), or one drawn only in look-alikes ("Ηı"), reads as Latin; a word
+    of real Greek or Russian, with letters Latin has no look-alike for, stays as written."""
+    word = match.group(0)
+    folded = word.translate(LOOK_ALIKES)
+    return folded if LATIN_LETTER.search(word) or folded.isascii() else word
+
+
+def first_control_character(text: str) -> str | None:
+    """Text a person typed has no control characters but newlines and tabs; others point at a broken client
+    or at someone forging log lines and terminal colours."""
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"), None)
 
 
 def has_cjk(text: str) -> bool:

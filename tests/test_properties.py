@@ -6,6 +6,9 @@ schemathesis generates requests from our own OpenAPI document.
 
 from __future__ import annotations
 
+import json
+import unicodedata
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +19,8 @@ from schemathesis import GenerationMode
 from assistant.build import build_assistant
 from assistant.flow import Assistant
 from assistant.reply import Reply
+from assistant.settings import PROJECT_ROOT
+from assistant.text import LOOK_ALIKES, normalize
 from assistant.web.app import create_app
 
 BOUNDED = settings(max_examples=120, deadline=None, derandomize=True,
@@ -74,6 +79,53 @@ def test_an_emergency_inside_noise_is_still_caught(assistant: Assistant, before:
                                                    after: str) -> None:
     reply = assistant.reply(assistant.start(), f"{before}. {phrase}. {after}")
     assert reply.triage == "emergency" and reply.recommendations == []
+
+
+# --- text that cannot hide a word ---------------------------------------------------------------------------
+SAFETY_SENTENCES = [json.loads(line) for line in
+                    (PROJECT_ROOT / "tests" / "data" / "safety_families.jsonl").read_text("utf-8").splitlines()]
+EMERGENCY_SENTENCES = [row["text"] for row in SAFETY_SENTENCES if row["level"] == "emergency"]
+FORMAT_CHARACTERS = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"]
+LOOK_ALIKE_OF: dict[str, list[str]] = {}  # Latin letter -> letters of other scripts Unicode says look like it
+for code, latin in LOOK_ALIKES.items():
+    if not unicodedata.normalize("NFKC", chr(code)).isascii():  # NFKC comes first: "Ｉ" is "I", not a look-alike
+        LOOK_ALIKE_OF.setdefault(latin, []).append(chr(code))
+
+
+@st.composite
+def hidden_in(draw: st.DrawFn, text: str) -> str:
+    """The text with format characters slipped in and some Latin letters swapped for look-alikes."""
+    letters = list(text)
+    for position in sorted(draw(st.lists(st.integers(0, len(text)), min_size=1, max_size=4)), reverse=True):
+        letters.insert(position, draw(st.sampled_from(FORMAT_CHARACTERS)))
+    swappable = [i for i, letter in enumerate(letters) if letter in LOOK_ALIKE_OF]
+    if swappable:
+        for i in draw(st.lists(st.sampled_from(swappable), max_size=3, unique=True)):
+            letters[i] = draw(st.sampled_from(LOOK_ALIKE_OF[letters[i]]))
+    return "".join(letters)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(data=st.data(), plain=st.sampled_from(EMERGENCY_SENTENCES))
+def test_no_invisible_character_or_look_alike_letter_changes_what_the_engine_reads(data: st.DataObject,
+                                                                                   plain: str) -> None:
+    """Safety, understanding and storage all start from `normalize`: equal there means equal everywhere."""
+    hidden = data.draw(hidden_in(plain))
+    assert normalize(hidden) == normalize(plain), hidden
+
+
+def hidden_the_same_way(plain: str) -> str:
+    """One fixed variant: a soft hyphen between the first letters, a Cyrillic "е" for the first "e",
+    zero-width spaces after the first two spaces."""
+    return "\u00ad".join(plain[:3]) + plain[3:].replace("e", "\u0435", 1).replace(" ", " \u200b", 2)
+
+
+def test_every_emergency_sentence_of_the_safety_data_is_still_one_with_characters_hidden_in_it(engine) -> None:
+    """The whole triage, classifier included, on every sentence: the property above, end to end."""
+    caught = [plain for plain in EMERGENCY_SENTENCES if engine.safety.triage(engine.read(plain)).is_emergency]
+    missed = [plain for plain in caught
+              if not engine.safety.triage(engine.read(hidden_the_same_way(plain))).is_emergency]
+    assert len(caught) > 100 and missed == []
 
 
 @pytest.fixture(scope="module")
