@@ -6,6 +6,7 @@ The app itself (routes, pages, widget, inbox) is `assistant.web.app`; this file 
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 
 from assistant.build import build_engine
@@ -18,9 +19,10 @@ log = logging.getLogger("app")
 def main() -> None:
     import uvicorn
 
-    from assistant.web.app import factory
+    from assistant.web.app import factory, server_options
+    from assistant.web.security import LOG_CONFIG
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(LOG_CONFIG)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
     workers = int(os.environ.get("WORKERS", "1"))
@@ -38,8 +40,7 @@ def main() -> None:
         log.error("start refused: %s", first_line(error))
         raise SystemExit(START_REFUSED_EXIT_CODE) from None
     log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)
-    uvicorn.run(app, factory=workers > 1, host=host, port=port, workers=workers,
-                access_log=False)  # RequestLog logs each request without client addresses
+    uvicorn.run(app, factory=workers > 1, host=host, port=port, workers=workers, **server_options(Settings()))
 
 
 if __name__ == "__main__":

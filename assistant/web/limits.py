@@ -6,10 +6,11 @@ counts on its own, so a client gets at most N times a limit. Nothing else is kep
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,11 +18,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant.settings import RateLimits
 from assistant.web.errors import error
 
+MAX_KEYS = 100_000  # about 50 MB at most (measured): an hour of heavy traffic, not a flood of made-up ids
+
 
 def client_address(request: object) -> str:
-    """The address limits count by, for a FastAPI or a Gradio request alike."""
+    """The address limits count by, for a FastAPI or a Gradio request alike. Only an address counts:
+    whatever else a trusted proxy passed on shares one bucket."""
     client = getattr(request, "client", None)
-    return client.host if client else "unknown"
+    if client is None:
+        return "unknown"
+    try:
+        return str(ipaddress.ip_address(client.host))
+    except ValueError:
+        return "not an address"
 
 
 class RateLimited(Exception):
@@ -36,12 +45,17 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    """Sliding windows keyed by (what, client address or conversation id)."""
+    """Sliding windows keyed by (what, client address or conversation id), least recently used first.
 
-    def __init__(self, limits: RateLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    Memory is bounded: past `max_keys` the key idle longest is forgotten, one per hit, so a hit costs the
+    same with ten keys or a million made-up conversation ids (forgetting a key forgives its count)."""
+
+    def __init__(self, limits: RateLimits, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = MAX_KEYS) -> None:
         self.limits = limits
         self.clock = clock
-        self.seen: dict[tuple[str, str], deque[float]] = {}
+        self.max_keys = max_keys
+        self.seen: OrderedDict[tuple[str, str], list[float]] = OrderedDict()  # a few floats a key
         self.lock = threading.Lock()
 
     def hit(self, what: str, key: str, limit: int, window_s: float) -> None:
@@ -50,17 +64,15 @@ class RateLimiter:
             return
         now = self.clock()
         with self.lock:
-            times = self.seen.setdefault((what, key), deque())
+            times = self.seen.setdefault((what, key), [])
+            self.seen.move_to_end((what, key))
             while times and now - times[0] >= window_s:
-                times.popleft()
+                del times[0]  # at most a limit's worth: a few dozen
             if len(times) >= limit:
                 raise RateLimited(window_s - (now - times[0]), what)
             times.append(now)
-            if len(self.seen) > 50_000:
-                self._forget_idle(now)
-
-    def _forget_idle(self, now: float) -> None:
-        self.seen = {key: times for key, times in self.seen.items() if times and now - times[-1] < 3600}
+            if len(self.seen) > self.max_keys:
+                self.seen.popitem(last=False)
 
     # --- the limits of the issue, by operation ---------------------------------------------------------
     def conversation_started(self, address: str) -> None:
@@ -75,19 +87,30 @@ class RateLimiter:
         self.hit("conversation referrals", conversation_id, self.limits.referrals_per_hour_per_conversation, 3600)
 
 
+MAX_PATH_CHARS = 2000  # no route of ours is longer than a hundred; a longer one only floods the logs
+WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class BodyLimit:
-    """API bodies over the cap get 413 before any parsing; bodies that are not UTF-8 get 400.
+    """Every entrance (the API, the page's and the widget's Gradio endpoints) is held to one body cap: over
+    it, 413 before any parsing; a body that is not UTF-8 gets 400; an absurdly long path gets 414.
 
     The body is read here (it is small by then) and handed on unchanged.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, prefix: str = "/api/") -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if len(scope["path"]) > MAX_PATH_CHARS:
+            await error(414, "path_too_long", f"The address is longer than {MAX_PATH_CHARS:,} characters.")(
+                scope, receive, send)
+            return
+        if scope["method"] in WITHOUT_BODY:
             await self.app(scope, receive, send)
             return
         too_large = (f"The request body is larger than {self.max_bytes:,} bytes; messages are limited in "

@@ -113,6 +113,18 @@ def referral_files(downloads: Path, markdown: str, summary_json: str) -> tuple[s
     return str(folder / "referral-summary.md"), str(folder / "referral-summary.json")
 
 
+def shown_history(service: CareService, conversation_id: str | None) -> list[dict]:
+    """The conversation as the chat shows it; an expired or deleted one shows nothing."""
+    if conversation_id is None:
+        return []
+    try:
+        turns = service.conversation(conversation_id).conversation.turns
+    except (NotFound, StoreUnavailable):
+        return []
+    return [message for turn in turns for message in ({"role": "user", "content": escape_markdown(turn.user)},
+                                                       {"role": "assistant", "content": turn.reply})]
+
+
 def build_page(service: CareService, limiter: RateLimiter, embedded: bool = False) -> gr.Blocks:
     """The chat; `embedded` reads the widget's hospital from the URL (`/embed?hospital=renji`) once, at load."""
     kb = service.assistant.kb
@@ -130,12 +142,15 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
                  if hospital_id else "")
         return hospital_id, language if language in ("en", "zh") else None, title, gr.update(interactive=True)
 
-    def send(message: str, history: list[dict], conversation_id: str | None, hospital_id: str | None,
-             language: str | None, request: gr.Request) -> Iterator[tuple]:
+    def send(message: str, conversation_id: str | None, hospital_id: str | None, language: str | None,
+             request: gr.Request) -> Iterator[tuple]:
+        """The history shown comes from the store, not from the browser: a request carries only the new
+        message, so the page stays under the same body cap as the API however long the conversation."""
         address = client_address(request)
+        history = shown_history(service, conversation_id)
         # the user's words show as typed: never as HTML or markdown (an image there would load a URL)
-        shown_message = {"role": "user", "content": escape_markdown(message)}
-        history = [*history, shown_message] if message.strip() else list(history)
+        if message.strip():
+            history.append({"role": "user", "content": escape_markdown(message)})
         unchanged = (gr.update(), gr.update(), gr.update())
         try:
             if conversation_id is None:
@@ -244,7 +259,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
             sent = gr.Markdown("", elem_id="care-sent")
         gr.Markdown(privacy_note(retention_days))
 
-        inputs = [chat, conversation_state, hospital_state, language_state]
+        inputs = [conversation_state, hospital_state, language_state]
         outputs = [chat, conversation_state, box, banner, cards, department]
         box.submit(send, [box, *inputs], outputs)
         for button, text in zip(quick_buttons, QUICK_REPLIES, strict=True):

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,12 +69,55 @@ class SecurityHeaders:
 
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-LONG_ID = re.compile(r"[0-9a-f]{32}")
+SHOWN_SEGMENT_CHARS = 8  # enough to correlate; a whole conversation id or Gradio session hash would open it
+SHOWN_PATH_CHARS = 200
+# Path words of this app and of Gradio, kept whole for readable logs; every other segment longer than
+# SHOWN_SEGMENT_CHARS may be a key (a conversation id, a page session's hash) and is cut.
+ROUTE_WORDS = frozenset({
+    "conversations", "messages", "referral", "hospitals", "healthz", "widget.js", "openapi.json", "favicon.ico",
+    "examples", "widget-host.html", "gradio_api", "heartbeat", "theme.css", "manifest.json", "robots.txt",
+})
 
 
-def short_ids(path: str) -> str:
-    """A conversation id in a URL is what lets one read it: logs keep 8 characters, enough to correlate."""
-    return LONG_ID.sub(lambda match: match.group()[:8] + "~", path)
+def loggable_path(path: str) -> str:
+    """A path as a log line may show it: ids cut to 8 characters, anything unprintable escaped (a decoded
+    "%0A" must not start a forged line, nor an ANSI escape colour a terminal), and at most 200 characters."""
+    segments = [segment if len(segment) <= SHOWN_SEGMENT_CHARS or segment in ROUTE_WORDS
+                else segment[:SHOWN_SEGMENT_CHARS] + "~" for segment in path.split("/")]
+    return printable("/".join(segments))
+
+
+def printable(text: str, limit: int = SHOWN_PATH_CHARS) -> str:
+    """Unprintable characters escaped ("\\n", "\\x1b"), then cut at `limit`."""
+    shown = "".join(ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+                    for ch in text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+class OneLineErrors(logging.Formatter):
+    """A traceback becomes one line (its exception and where it was raised): a bad request cannot flood
+    the log with kilobytes, and no local value from a frame reaches it."""
+
+    def formatException(self, exc_info: tuple) -> str:  # noqa: N802 (logging's name)
+        _kind, exception, trace = exc_info
+        while trace is not None and trace.tb_next is not None:
+            trace = trace.tb_next
+        where = f" at {Path(trace.tb_frame.f_code.co_filename).name}:{trace.tb_lineno}" if trace else ""
+        return f"{type(exception).__name__}{where}: {printable(str(exception))}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " | ")
+
+
+# The server's logging, for `logging.config.dictConfig` and uvicorn's `log_config` (every worker applies it).
+LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"one_line": {"()": OneLineErrors, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "one_line"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {"uvicorn.access": {"level": "WARNING"}},
+}
 access_log = logging.getLogger("care.access")
 
 
@@ -107,5 +151,5 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_log.info("request %s %s %s %d %.1f ms", request_id, scope["method"], short_ids(scope["path"]),
+            access_log.info("request %s %s %s %d %.1f ms", request_id, scope["method"], loggable_path(scope["path"]),
                             status, (time.perf_counter() - started) * 1000)
