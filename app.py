@@ -12,6 +12,7 @@ import os
 from assistant.build import build_engine
 from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
 from assistant.settings import Settings
+from assistant.store.integrity import StoreDamaged
 
 log = logging.getLogger("app")
 
@@ -36,7 +37,7 @@ def main() -> None:
             app = "assistant.web.app:factory"
         else:
             app = factory()
-    except DataFileError as error:
+    except (DataFileError, StoreDamaged) as error:
         log.error("start refused: %s", first_line(error))
         raise SystemExit(START_REFUSED_EXIT_CODE) from None
     log.info("serving on http://%s:%d with %d worker(s)", host, port, workers)

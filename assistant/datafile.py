@@ -55,7 +55,7 @@ def load_yaml(path: Path, model: type[ModelT]) -> ModelT:
         raise DataFileError(f"{path}: {error}") from error
 
 
-def first_line(error: DataFileError) -> str:
+def first_line(error: Exception) -> str:
     """What a refused start prints: the first problem, on one line (the rest follow from fixing it)."""
     lines = str(error).splitlines() or ["unknown problem"]
     more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""

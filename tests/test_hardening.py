@@ -365,15 +365,57 @@ def test_a_broken_knowledge_file_refuses_the_start_naming_file_and_field(knowled
     assert "ruijin.yaml" in started.stderr and "audience" in started.stderr
 
 
-def test_downloaded_summaries_are_deleted_once_they_are_an_hour_old(tmp_path: Path) -> None:
-    from assistant.web.page import referral_files
+def test_downloaded_summaries_and_gradios_copies_are_purged_once_they_are_an_hour_old(tmp_path: Path) -> None:
+    from assistant.web.downloads import Downloads
 
-    old_markdown, _ = referral_files(tmp_path, "what they wrote", "{}")
+    downloads = Downloads(tmp_path / "downloads", gradio_cache=tmp_path / "gradio")
+    old_markdown, old_json = downloads.write("a" * 32, "what they wrote", "{}")
+    gradio_copy = tmp_path / "gradio" / "3f2a9c" / "referral-summary.md"  # Gradio serves a copy of each file
+    gradio_copy.parent.mkdir(parents=True)
+    gradio_copy.write_text("what they wrote", encoding="utf-8")
     two_hours_ago = time.time() - 7200
-    os.utime(Path(old_markdown).parent, (two_hours_ago, two_hours_ago))
-    new_markdown, new_json = referral_files(tmp_path, "what they wrote", "{}")
-    assert not Path(old_markdown).exists()
-    assert Path(new_markdown).read_text(encoding="utf-8") == "what they wrote" and Path(new_json).exists()
+    for path in (old_markdown, old_json, gradio_copy):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    new_markdown, new_json = downloads.write("b" * 32, "what others wrote", "{}")
+    assert downloads.purge() == 3
+    assert not Path(old_markdown).exists() and not gradio_copy.exists()
+    assert Path(new_markdown).read_text(encoding="utf-8") == "what others wrote" and Path(new_json).exists()
+
+
+def test_deleting_a_conversation_deletes_its_downloads_and_gradios_copies_at_once(
+        make_service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.web.downloads import Downloads
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # as the app factory sets it
+    service = make_service(data_dir=tmp_path)
+    with TestClient(create_app(service)) as client:
+        conversation_id = conversation_with_a_case(client)
+        markdown, _ = Downloads(tmp_path / "downloads").write(conversation_id, "the family's story", "{}")
+        gradio_copy = tmp_path / "gradio" / "7d1e" / "referral-summary.md"
+        gradio_copy.parent.mkdir(parents=True)
+        gradio_copy.write_text("the family's story", encoding="utf-8")
+        unrelated = tmp_path / "gradio" / "9a9a" / "referral-summary.md"
+        unrelated.parent.mkdir(parents=True)
+        unrelated.write_text("another family's story", encoding="utf-8")
+        assert client.delete(f"{API}/conversations/{conversation_id}").status_code == 204
+    assert not Path(markdown).exists() and not gradio_copy.exists() and unrelated.exists()
+
+
+def test_a_deleted_conversation_leaves_no_trace_in_the_database_files(make_service, tmp_path: Path) -> None:
+    service = make_service(database_url=f"sqlite:///{tmp_path / 'care.db'}")
+    secret = "Quillonwick"  # a made-up family name: it appears only in this conversation
+    conversation = service.start()
+    service.send(conversation.id, f"My father {secret} is 62 and his multiple myeloma relapsed twice")
+    service.delete(conversation.id)
+    for name in ("care.db", "care.db-wal"):
+        if (tmp_path / name).exists():
+            assert secret.encode() not in (tmp_path / name).read_bytes(), name
+
+
+def test_private_reads_are_never_cached(client: TestClient) -> None:
+    conversation_id = conversation_with_a_case(client)
+    assert client.get(f"{API}/conversations/{conversation_id}").headers["cache-control"] == "no-store"
+    assert client.get(f"{API}/inbox").headers["cache-control"] == "no-store"  # even the 401
 
 
 def test_a_message_over_the_limit_is_refused_by_the_service_whichever_entrance_it_came_through(make_service):

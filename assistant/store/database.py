@@ -13,19 +13,22 @@ import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from assistant.conversation import Conversation
+from assistant.store.integrity import StoreDamaged, damage_before_opening
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 REFERRAL_STATUSES = ("new", "seen", "contacted", "accepted", "declined", "closed")
@@ -140,9 +143,22 @@ def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
         cursor.execute("PRAGMA synchronous=FULL")  # a committed referral survives a crash
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # then 503, never a lost write
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted text is overwritten, not left in free pages
         cursor.close()
 
     return on_connect
+
+
+def sqlite_damage(path: Path) -> str | None:
+    """What is wrong with an SQLite database's files (a new one, not yet created, has nothing wrong)."""
+    if (damage := damage_before_opening(path)) is not None or not path.exists():
+        return damage
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as error:
+        return f"{path}: {error}"
+    return None if problems == ["ok"] else f"{path}: {'; '.join(problems[:3])}"
 
 
 def request_fingerprint(request: dict) -> str:
@@ -160,9 +176,13 @@ class Store:
 
     @classmethod
     def open(cls, url: str, busy_timeout_ms: int = 5000) -> Store:
-        """Connect and bring the schema to the newest migration."""
+        """Connect and bring the schema to the newest migration; a damaged or emptied SQLite database
+        raises StoreDamaged instead of opening as if it were healthy (or new)."""
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if (damage := sqlite_damage(path)) is not None:
+                raise StoreDamaged(damage)
             engine = create_engine(url, connect_args={"check_same_thread": False,
                                                       "timeout": busy_timeout_ms / 1000})
             event.listen(engine, "connect", sqlite_pragmas(busy_timeout_ms))
@@ -171,6 +191,19 @@ class Store:
         store = cls(engine)
         store.migrate()
         return store
+
+    def damage(self) -> str | None:
+        """The SQLite files' own check: the write-ahead log's frames, then `PRAGMA quick_check` (every page
+        and index) on a fresh read-only connection, so no page cached by a pooled connection hides damage on
+        disk. PostgreSQL checks its own pages. A finding is confirmed once, a moment later: a log being
+        written or checkpointed at that instant may look torn."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        found = sqlite_damage(Path(self.engine.url.database))
+        if found is not None:
+            time.sleep(0.2)
+            found = sqlite_damage(Path(self.engine.url.database))
+        return found
 
     def migrate(self) -> None:
         from alembic import command
@@ -183,6 +216,7 @@ class Store:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        """On a clean stop: the last connection's close checkpoints SQLite's log into the main file."""
         self.engine.dispose()
 
     @contextmanager
@@ -192,7 +226,13 @@ class Store:
             with self.sessions.begin() as session:
                 yield session
         except OperationalError as error:
+            if "malformed" in str(error.orig) or "not a database" in str(error.orig):
+                raise StoreDamaged(str(error.orig)) from error
             raise StoreUnavailable(str(error.orig)) from error
+        except IntegrityError:
+            raise  # a constraint: the caller's business
+        except DatabaseError as error:  # a damaged page: not "busy", and retrying will not help
+            raise StoreDamaged(str(error.orig)) from error
 
     # --- conversations ------------------------------------------------------------------------------
     def add_conversation(self, conv: Conversation) -> None:
@@ -224,13 +264,26 @@ class Store:
 
     def delete_conversation(self, conversation_id: str) -> bool:
         with self.session() as session:
-            return session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id)).rowcount == 1
+            deleted = session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id)).rowcount
+        self.flush_log()
+        return deleted == 1
 
     def purge_conversations(self, older_than: timedelta) -> int:
         """Remove conversations nobody has touched for `older_than`; referrals stay with their hospital."""
         cutoff = utcnow() - older_than
         with self.session() as session:
-            return session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
+            removed = session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
+        if removed:
+            self.flush_log()
+        return removed
+
+    def flush_log(self) -> None:
+        """After a delete: SQLite's write-ahead log still holds the deleted rows' old pages until a checkpoint
+        copies it into the main file (where secure_delete zeroes them) and truncates it. Best effort: a busy
+        reader only delays it to the next delete or the automatic checkpoint."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- referrals ----------------------------------------------------------------------------------
     def add_referral(self, idempotency_key: str, request_hash: str, conversation_id: str, hospital_id: str,

@@ -4,6 +4,7 @@ Errors are JSON a person can act on: `{"error": code, "message": ..., "field": .
 """
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
@@ -25,10 +26,13 @@ from assistant.store.database import (
     Referral,
     StoreUnavailable,
 )
+from assistant.store.integrity import StoreDamaged
+from assistant.web.downloads import Downloads
 from assistant.web.errors import ErrorBody, error
 from assistant.web.limits import RateLimited, RateLimiter, client_address
 
 RETRY_AFTER_SECONDS = 2
+log = logging.getLogger(__name__)
 
 
 # --- request and response bodies ----------------------------------------------------------------------
@@ -177,6 +181,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(429, "rate_limited", f"Too many {exc.what} from you; try again in {exc.retry_after} s.",
                      **{"Retry-After": exc.retry_after})
 
+    @app.exception_handler(StoreDamaged)
+    def damaged(_request: Request, _exc: StoreDamaged) -> JSONResponse:
+        return error(503, "storage_damaged", "The service's storage is damaged; the operator has been told by its "
+                                             "health check. Nothing was saved; please try again later.")
+
+    @app.exception_handler(Exception)
+    def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected %s", type(exc).__name__, exc_info=exc)
+        return error(500, "internal_error", "Something went wrong on our side; nothing was changed. Please try "
+                                            "again, and tell the operator if it keeps happening.")
+
     @app.exception_handler(StoreUnavailable)
     def unavailable(_request: Request, _exc: StoreUnavailable) -> JSONResponse:
         return error(503, "unavailable", "The database is busy; nothing was saved. Try again in a moment.",
@@ -184,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------
-def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
+def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     kb = service.assistant.kb
     bearer = HTTPBearer(auto_error=False, description="An inbox key from `python -m assistant keys create`.")
@@ -224,7 +239,9 @@ def api_router(service: CareService, limiter: RateLimiter) -> APIRouter:
     @router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"],
                    responses={404: {"model": ErrorBody}})
     def delete(conversation_id: str) -> Response:
+        """The conversation, and every summary downloaded from it, at once."""
         service.delete(conversation_id)
+        downloads.forget(conversation_id)
         return Response(status_code=204)
 
     @router.post("/conversations/{conversation_id}/referral", status_code=201, response_model=ReferralCreated,

@@ -13,8 +13,10 @@ Every route calls `CareService`, which calls `Assistant.reply`'s path; the engin
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -26,12 +28,14 @@ set_offline_environment()
 import gradio as gr  # noqa: E402  (analytics must be off before gradio is imported)
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
-from fastapi.responses import FileResponse, RedirectResponse  # noqa: E402
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse  # noqa: E402
 
 from assistant.build import build_service  # noqa: E402
 from assistant.service import CareService  # noqa: E402
 from assistant.store.database import StoreUnavailable  # noqa: E402
+from assistant.store.integrity import StoreDamaged  # noqa: E402
 from assistant.web.api import api_router, install_error_handlers  # noqa: E402
+from assistant.web.downloads import Downloads  # noqa: E402
 from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
 from assistant.web.page import CSS, build_page, theme  # noqa: E402
 from assistant.web.security import LOG_CONFIG, RequestLog, SecurityHeaders, all_origins  # noqa: E402
@@ -41,40 +45,69 @@ STATIC = PROJECT_ROOT / "assistant" / "web" / "static"
 EXAMPLE_HOST = PROJECT_ROOT / "examples" / "widget-host.html"
 
 
-def purge_every_hour(service: CareService, stop: threading.Event) -> None:
-    """Retention: conversations untouched for CARE_RETENTION_DAYS are deleted, at start and then hourly."""
+def purge_every_hour(service: CareService, downloads: Downloads, stop: threading.Event) -> None:
+    """Retention: conversations untouched for CARE_RETENTION_DAYS are deleted, and downloaded summaries older
+    than an hour (so none outlives two), at start and then hourly."""
     retention = timedelta(days=service.assistant.settings.retention_days)
     while True:
         try:
             removed = service.store.purge_conversations(retention)
             if removed:
                 log.info("purged %d conversation(s) past retention", removed)
-        except StoreUnavailable:
-            log.warning("purge skipped: database busy")
+        except (StoreUnavailable, StoreDamaged) as problem:
+            log.warning("purge skipped: %s", type(problem).__name__)
+        if files := downloads.purge():
+            log.info("purged %d downloaded summary file(s)", files)
         if stop.wait(3600):
             return
+
+
+class StorageCheck:
+    """The store's own check, run at most once a minute however often /healthz is asked."""
+
+    def __init__(self, service: CareService, every_s: float = 60.0) -> None:
+        self.service = service
+        self.every_s = every_s
+        self.checked_at = -math.inf
+        self.found: str | None = None
+        self.lock = threading.Lock()
+
+    def damage(self) -> str | None:
+        with self.lock:
+            if time.monotonic() - self.checked_at >= self.every_s:
+                self.found = self.service.store.damage()
+                self.checked_at = time.monotonic()
+            return self.found
 
 
 def create_app(service: CareService) -> FastAPI:
     settings = service.assistant.settings
     limiter = RateLimiter(settings.rate_limits)
+    storage_check = StorageCheck(service)
+    downloads = Downloads(settings.data_dir / "downloads")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        threading.Thread(target=purge_every_hour, args=(service, stop), daemon=True, name="purge").start()
+        threading.Thread(target=purge_every_hour, args=(service, downloads, stop), daemon=True, name="purge").start()
         yield
         stop.set()
+        service.store.close()  # a clean stop leaves every commit in the main database file
 
     app = FastAPI(title="Shanghai care finder", version="1", lifespan=lifespan,
                   description="Hospital-department matching for care in Shanghai, with sources for every fact.")
     install_error_handlers(app)
-    app.include_router(api_router(service, limiter))
+    app.include_router(api_router(service, limiter, downloads))
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict:
-        return {"status": "ready", "departments": len(service.assistant.kb.departments),
-                "knowledge": service.assistant.kb.fingerprint}
+    def healthz() -> JSONResponse:
+        """Ready only while the database passes its check (at most a minute old): a load balancer takes a
+        copy with damaged storage out of service instead of letting it answer "ready" and lose referrals."""
+        damage = storage_check.damage()
+        if damage is not None:
+            return JSONResponse({"status": "damaged", "problem": damage}, status_code=503)
+        return JSONResponse({"status": "ready", "departments": len(service.assistant.kb.departments),
+                             "knowledge": service.assistant.kb.fingerprint})
 
     @app.get("/widget.js", include_in_schema=False)
     def widget_js() -> FileResponse:
@@ -102,10 +135,10 @@ def create_app(service: CareService) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, embed_origins=settings.embed_origins)
     app.add_middleware(RequestLog)
-    app = gr.mount_gradio_app(app, build_page(service, limiter, embedded=True), path="/embed", css=CSS,
+    app = gr.mount_gradio_app(app, build_page(service, limiter, downloads, embedded=True), path="/embed", css=CSS,
                               theme=theme(), ssr_mode=False, footer_links=[])
-    return gr.mount_gradio_app(app, build_page(service, limiter), path="/", css=CSS, theme=theme(), ssr_mode=False,
-                               footer_links=[])
+    return gr.mount_gradio_app(app, build_page(service, limiter, downloads), path="/", css=CSS, theme=theme(),
+                               ssr_mode=False, footer_links=[])
 
 
 def factory() -> FastAPI:

@@ -8,12 +8,8 @@ is in the database, so two browsers never share one and any copy of the app can 
 from __future__ import annotations
 
 import html
-import shutil
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
@@ -22,6 +18,7 @@ from assistant.reply import Recommendation, Reply
 from assistant.service import CareService, Invalid, NotFound
 from assistant.store.database import StoreUnavailable
 from assistant.turn.safety import EmergencyNumbers
+from assistant.web.downloads import Downloads
 from assistant.web.limits import RateLimited, RateLimiter, client_address
 
 EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
@@ -29,7 +26,6 @@ EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><stron
                     "Do not travel for care.</div>")
 URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
                  "day or two.</strong> Plan travel for treatment after that.</div>")
-DOWNLOADS_KEPT_S = 3600
 PAGE_CONCURRENCY = 16  # turns answered at once per page; the engine is shared and safe across threads
 QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
                  "Do I need a visa?", "Start over")
@@ -101,18 +97,6 @@ def banner_html(reply: Reply, numbers: EmergencyNumbers) -> str:
     return {"emergency": emergency, "urgent": URGENT_BANNER}.get(reply.triage, "")
 
 
-def referral_files(downloads: Path, markdown: str, summary_json: str) -> tuple[str, str]:
-    """The two download files; ones older than an hour are deleted first, since they hold what the user wrote."""
-    downloads.mkdir(parents=True, exist_ok=True)
-    for old in downloads.glob("referral-*"):
-        if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_S:
-            shutil.rmtree(old, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(prefix="referral-", dir=downloads))
-    (folder / "referral-summary.md").write_text(markdown, encoding="utf-8")
-    (folder / "referral-summary.json").write_text(summary_json, encoding="utf-8")
-    return str(folder / "referral-summary.md"), str(folder / "referral-summary.json")
-
-
 def shown_history(service: CareService, conversation_id: str | None) -> list[dict]:
     """The conversation as the chat shows it; an expired or deleted one shows nothing."""
     if conversation_id is None:
@@ -125,11 +109,10 @@ def shown_history(service: CareService, conversation_id: str | None) -> list[dic
                                                        {"role": "assistant", "content": turn.reply})]
 
 
-def build_page(service: CareService, limiter: RateLimiter, embedded: bool = False) -> gr.Blocks:
+def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads, embedded: bool = False) -> gr.Blocks:
     """The chat; `embedded` reads the widget's hospital from the URL (`/embed?hospital=renji`) once, at load."""
     kb = service.assistant.kb
     retention_days = service.assistant.settings.retention_days
-    downloads = service.assistant.settings.data_dir / "downloads"
     numbers = service.assistant.engine.safety.numbers
 
     def on_load(request: gr.Request) -> tuple:
@@ -197,7 +180,7 @@ def build_page(service: CareService, limiter: RateLimiter, embedded: bool = Fals
         except (Invalid, NotFound) as problem:
             return str(problem), gr.update(), gr.update(), None
         markdown = service.referral_markdown(summary)
-        md_path, json_path = referral_files(downloads, markdown, summary.model_dump_json(indent=2))
+        md_path, json_path = downloads.write(conversation_id, markdown, summary.model_dump_json(indent=2))
         return markdown, gr.update(value=md_path, interactive=True), gr.update(value=json_path, interactive=True), \
             uuid.uuid4().hex
 

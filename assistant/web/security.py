@@ -52,11 +52,14 @@ class SecurityHeaders:
         ancestors = frame_ancestors(scope["path"], scope.get("query_string", b"").decode("latin-1"),
                                     self.embed_origins)
         policy = f"frame-ancestors {ancestors}; object-src 'none'; base-uri 'self'"
+        private = scope["path"].startswith("/api/")  # conversations, inboxes: never kept by a cache
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in (b"content-security-policy", b"x-frame-options")]
+                if private and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
                 headers += [
                     (b"content-security-policy", policy.encode()),
                     (b"x-content-type-options", b"nosniff"),
