@@ -44,6 +44,14 @@ class MessageTooLong(Invalid):
         super().__init__("text", f"The message has {length:,} characters; the limit is {limit:,}. Please shorten it.")
 
 
+class ConversationFull(Invalid):
+    code = "conversation_full"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("conversation", f"This conversation has reached {limit} messages. Please start a new "
+                                         "conversation for more questions; referrals already sent are kept.")
+
+
 class ControlCharacter(Invalid):
     code = "control_character"
 
@@ -90,6 +98,8 @@ class CareService:
         for attempt in range(SAVE_ATTEMPTS):
             stored = self.conversation(conversation_id)
             conv = stored.conversation
+            if len(conv.turns) >= self.assistant.settings.max_turns and text.strip():
+                raise ConversationFull(self.assistant.settings.max_turns)
             answer = self.assistant.answer(conv, text)
             if not text.strip():
                 return answer  # the friendly prompt for an empty message changes nothing
@@ -149,8 +159,12 @@ class CareService:
     def hospital_for_key(self, key: str) -> str | None:
         return self.store.hospital_for_key(key)
 
-    def inbox(self, hospital_id: str, status: str | None = None) -> list[Referral]:
-        return self.store.referrals(hospital_id, status)
+    def inbox(self, hospital_id: str, status: str | None = None, limit: int | None = None,
+              offset: int = 0) -> list[Referral]:
+        return self.store.referrals(hospital_id, status, limit, offset)
+
+    def inbox_size(self, hospital_id: str, status: str | None = None) -> int:
+        return self.store.count_referrals(hospital_id, status)
 
     def set_status(self, hospital_id: str, referral_id: str, status: str) -> Referral:
         referral = self.store.set_referral_status(hospital_id, referral_id, status)

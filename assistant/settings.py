@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(5000, description="How long a write waits for a locked SQLite database before 503.")
     retention_days: int = Field(30, description="Conversations untouched this long are purged.")
     max_message_chars: int = Field(4000, description="Longest message accepted; longer ones get 422 naming the limit.")
+    max_turns: int = Field(200, description="Messages a conversation takes; then 422 asking to start a new one, "
+                                            "so no conversation grows without bound.")
 
     @property
     def database(self) -> str:

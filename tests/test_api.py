@@ -312,6 +312,20 @@ def test_the_embed_page_may_be_framed_only_by_the_hospitals_allowed_sites(client
     assert "frame-ancestors 'self';" in client.get("/").headers["content-security-policy"]
 
 
+@pytest.mark.parametrize("query", ["hospital=renji&hospital=ruijin", "hospital=ruijin&hospital=renji"])
+def test_a_widget_url_naming_two_hospitals_may_be_framed_by_no_hospitals_site(client: TestClient,
+                                                                            query: str) -> None:
+    """Renji's site must not frame Ruijin's chat by adding a second hospital to the URL."""
+    assert "frame-ancestors 'self';" in client.get(f"/embed/?{query}").headers["content-security-policy"]
+
+
+def test_the_widget_page_takes_exactly_one_hospital() -> None:
+    from assistant.web.security import widget_hospital
+
+    assert widget_hospital(["renji"]) == "renji"
+    assert widget_hospital(["renji", "ruijin"]) is None and widget_hospital([]) is None
+
+
 def test_embed_without_the_slash_keeps_the_hospital(client: TestClient) -> None:
     response = client.get("/embed?hospital=renji", follow_redirects=False)
     assert response.status_code == 307 and response.headers["location"] == "/embed/?hospital=renji"

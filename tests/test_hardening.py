@@ -495,3 +495,49 @@ def test_a_traceback_is_logged_as_one_line_naming_the_exception_and_where() -> N
     line = OneLineErrors("%(levelname)s %(name)s: %(message)s").format(record)
     assert "\n" not in line and "Traceback" not in line and len(line) < 400
     assert "ValueError at test_hardening.py:" in line and "bad queue request\\n" in line
+
+
+# --- bounded state -----------------------------------------------------------------------------------------
+def test_a_conversation_takes_a_bounded_number_of_messages_then_asks_for_a_new_one(make_service) -> None:
+    from assistant.service import ConversationFull
+
+    service = make_service(max_turns=3)
+    conversation = service.start()
+    for text in (MYELOMA, "What do I need to bring?", "How do I pay?"):
+        service.send(conversation.id, text)
+    with pytest.raises(ConversationFull, match="reached 3 messages. Please start a new conversation"):
+        service.send(conversation.id, "Do I need a visa?")
+    assert len(service.conversation(conversation.id).conversation.turns) == 3
+
+
+def test_a_referral_summary_holds_a_bounded_amount_of_what_was_written(make_service) -> None:
+    from assistant.compose.templates import REFERRAL_TEXT_CHARS
+
+    service = make_service()
+    conversation = service.start()
+    long_story = "My father has multiple myeloma that relapsed after a transplant and two lines of therapy. " * 40
+    for _ in range(8):  # 8 messages of 3,600 characters: 28,800 in all
+        service.send(conversation.id, long_story)
+    summary = service.referral_summary(service.conversation(conversation.id).conversation, "ruijin/hematology")
+    written = "".join(summary.what_they_wrote)
+    assert len(written) <= REFERRAL_TEXT_CHARS + 200
+    assert "left out here; the patient can send them on request" in summary.what_they_wrote[-1]
+
+
+def test_the_inbox_comes_a_page_at_a_time_with_the_total(make_service) -> None:
+    service = make_service()
+    key = service.store.create_key("ruijin")
+    for number in range(120):
+        service.store.add_referral(f"page-{number}", "hash", f"c-{number}", "ruijin", "ruijin/hematology",
+                                   "me@example.org", {"patient": {}, "what_they_wrote": [f"case {number}"],
+                                                      "conditions_mentioned": [], "treatments_mentioned": [],
+                                                      "goals": [], "hospital_id": "ruijin",
+                                                      "department_id": "ruijin/hematology",
+                                                      "questions_for_the_team": []})
+    auth = {"Authorization": f"Bearer {key}"}
+    client = TestClient(create_app(service))
+    first = client.get(f"{API}/inbox", headers=auth)
+    assert first.status_code == 200 and len(first.json()) == 50 and first.headers["x-total-count"] == "120"
+    last = client.get(f"{API}/inbox?limit=50&offset=100", headers=auth).json()
+    assert len(last) == 20 and last[-1]["summary"]["what_they_wrote"] == ["case 0"]  # newest first
+    assert client.get(f"{API}/inbox?limit=1000", headers=auth).status_code == 422

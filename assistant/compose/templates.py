@@ -24,6 +24,8 @@ from assistant.turn.safety import EmergencyNumbers
 PIECE = re.compile(r"\S+\s*|\s+")
 INTAKE_ORDER = ("records", "translation", "imaging", "pre_consultation", "first_visit", "visa", "payment",
                 "insurance", "data_protection")
+REFERRAL_TEXT_CHARS = 12_000  # what the user wrote, in a referral: three long messages' worth
+CUT_TEXT_MIN_CHARS = 200
 TEAM_QUESTIONS = (
     "Is this case suitable for evaluation by your department, and which records do you need first?",
     "Can the first assessment be done by online consultation before travel?",
@@ -172,7 +174,7 @@ class Composer:
                                                   "location": case.location}
         return ReferralSummary(
             patient=patient,
-            what_they_wrote=list(case.texts),
+            what_they_wrote=within_budget(case.texts, REFERRAL_TEXT_CHARS),
             conditions_mentioned=[t for t in dict.fromkeys(case.terms) if t not in case.treatments],
             treatments_mentioned=case.treatments,
             goals=sorted(case.goals),
@@ -191,6 +193,24 @@ class Composer:
             department=dept.name if dept else None,
             hospital=hospital.name if hospital else None,
         )
+
+
+def within_budget(texts: list[str], budget: int) -> list[str]:
+    """The user's messages, first ones first, up to `budget` characters in all: a referral a team can read,
+    never a conversation's whole size. What is cut is said."""
+    kept: list[str] = []
+    used = 0
+    for number, text in enumerate(texts):
+        if used + len(text) > budget:
+            room = budget - used
+            if room > CUT_TEXT_MIN_CHARS:
+                kept.append(text[:room].rstrip() + " [...]")
+            kept.append(f"({len(texts) - number} message(s) shortened or left out here; the patient can send "
+                        "them on request.)")
+            break
+        kept.append(text)
+        used += len(text)
+    return kept
 
 
 def escape_markdown(text: str) -> str:

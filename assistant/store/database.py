@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, select, update
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -318,13 +318,22 @@ class Store:
                 raise IdempotencyKeyReused(idempotency_key)
             return Referral.from_row(row)
 
-    def referrals(self, hospital_id: str, status: str | None = None) -> list[Referral]:
+    def referrals(self, hospital_id: str, status: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[Referral]:
+        """Newest first; `limit` and `offset` page through an inbox of any size."""
         with self.session() as session:
             query = select(ReferralRow).where(ReferralRow.hospital_id == hospital_id)
             if status is not None:
                 query = query.where(ReferralRow.status == status)
-            rows = session.scalars(query.order_by(ReferralRow.created_at.desc(), ReferralRow.id))
-            return [Referral.from_row(row) for row in rows]
+            query = query.order_by(ReferralRow.created_at.desc(), ReferralRow.id).offset(offset).limit(limit)
+            return [Referral.from_row(row) for row in session.scalars(query)]
+
+    def count_referrals(self, hospital_id: str, status: str | None = None) -> int:
+        with self.session() as session:
+            query = select(func.count()).select_from(ReferralRow).where(ReferralRow.hospital_id == hospital_id)
+            if status is not None:
+                query = query.where(ReferralRow.status == status)
+            return session.scalar(query) or 0
 
     def set_referral_status(self, hospital_id: str, referral_id: str, status: str) -> Referral | None:
         """None when the referral does not exist for this hospital: another hospital's looks the same."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +32,8 @@ from assistant.web.errors import ErrorBody, error
 from assistant.web.limits import RateLimited, RateLimiter, client_address
 
 RETRY_AFTER_SECONDS = 2
+INBOX_PAGE = 50
+MAX_INBOX_PAGE = 200
 log = logging.getLogger(__name__)
 
 
@@ -278,9 +280,13 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads)
                                sources=[kb.sources[s] for s in sorted(cited) if s in kb.sources])
 
     @router.get("/inbox", response_model=list[InboxItem], tags=["inbox"], responses={401: {"model": ErrorBody}})
-    def inbox(hospital: Annotated[str, Depends(key_hospital)],
-              status: Literal[REFERRAL_STATUSES] | None = None) -> list[InboxItem]:  # type: ignore[valid-type]
-        return [inbox_item(r, kb) for r in service.inbox(hospital, status)]
+    def inbox(response: Response, hospital: Annotated[str, Depends(key_hospital)],
+              status: Literal[REFERRAL_STATUSES] | None = None,  # type: ignore[valid-type]
+              limit: Annotated[int, Query(ge=1, le=MAX_INBOX_PAGE)] = INBOX_PAGE,
+              offset: Annotated[int, Query(ge=0)] = 0) -> list[InboxItem]:
+        """Newest first, a page at a time; `X-Total-Count` says how many there are in all."""
+        response.headers["X-Total-Count"] = str(service.inbox_size(hospital, status))
+        return [inbox_item(r, kb) for r in service.inbox(hospital, status, limit, offset)]
 
     @router.patch("/inbox/{referral_id}", response_model=InboxItem, tags=["inbox"],
                   responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})

@@ -20,6 +20,7 @@ from assistant.store.database import StoreUnavailable
 from assistant.turn.safety import EmergencyNumbers
 from assistant.web.downloads import Downloads
 from assistant.web.limits import RateLimited, RateLimiter, client_address
+from assistant.web.security import widget_hospital
 
 EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
                     "Call your local emergency number now ({numbers}) or go to the nearest emergency department. "
@@ -116,11 +117,11 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
     numbers = service.assistant.engine.safety.numbers
 
     def on_load(request: gr.Request) -> tuple:
-        hospital_id = request.query_params.get("hospital") if embedded else None
+        hospital_id = widget_hospital(request.query_params.getlist("hospital")) if embedded else None
         language = request.query_params.get("lang") if embedded else None
         if embedded and hospital_id not in kb.hospitals:
             return (None, None, "**This widget is not configured:** the page needs `data-hospital` set to a known "
-                                "hospital id.", gr.update(interactive=False))
+                                "hospital id, once.", gr.update(interactive=False))
         title = (f"### {kb.hospitals[hospital_id].name}: find the right department"
                  if hospital_id else "")
         return hospital_id, language if language in ("en", "zh") else None, title, gr.update(interactive=True)

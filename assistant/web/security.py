@@ -32,10 +32,17 @@ def all_origins(embed_origins: dict[str, list[str]]) -> list[str]:
 
 
 def frame_ancestors(path: str, query: str, embed_origins: dict[str, list[str]]) -> str:
+    """A second `hospital=` would let a site allowed for one hospital frame another's chat (the header read
+    the first, the page the last), so the widget takes exactly one, and the page refuses more (`widget_hospital`)."""
     if path == "/embed" or path.startswith("/embed/"):
-        hospital = parse_qs(query).get("hospital", [None])[0]
+        hospital = widget_hospital(parse_qs(query).get("hospital", []))
         return " ".join(["'self'", *allowed_origins(embed_origins, hospital)])
     return "'self'"
+
+
+def widget_hospital(values: list[str]) -> str | None:
+    """The one hospital a widget URL names, or None when it names none or several."""
+    return values[0] if len(values) == 1 else None
 
 
 class SecurityHeaders:
