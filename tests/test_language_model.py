@@ -74,7 +74,11 @@ def test_chinese_messages_get_the_reply_in_chinese_from_the_model(engine, llm_se
     assert "只能用英文回复" not in reply.text, "the English-only note is for the template composer"
 
 
-@pytest.mark.parametrize("behaviour", ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed"])
+BAD_ANSWERS = ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "foreign-link", "image",
+               "html", "invent-hospital-zh", "price-in-words"]
+
+
+@pytest.mark.parametrize("behaviour", BAD_ANSWERS)
 def test_a_bad_model_answer_falls_back_to_the_template_reply(engine, llm_server, template_assistant, behaviour):
     assistant = model_assistant(engine, llm_server, behaviour)
     conv = assistant.start()
@@ -96,7 +100,7 @@ def test_a_slow_model_falls_back_within_the_timeout(engine, llm_server, template
 
 def test_the_guard_names_what_it_caught(engine, llm_server):
     caught = {}
-    for behaviour in ("invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "slow"):
+    for behaviour in (*BAD_ANSWERS, "slow"):
         assistant = model_assistant(engine, llm_server, behaviour)
         conv = assistant.start()
         assistant.reply(conv, CASE)
@@ -108,6 +112,8 @@ def test_the_guard_names_what_it_caught(engine, llm_server):
     assert "empty" in caught["empty"]
     assert caught["error500"].startswith("error") and caught["malformed"].startswith("error")
     assert caught["slow"] == "timeout"
+    assert "link" in caught["foreign-link"] and "image" in caught["image"] and "markup" in caught["html"]
+    assert "hospital" in caught["invent-hospital-zh"] and "price" in caught["price-in-words"]
 
 
 def test_an_emergency_reply_that_loses_its_instruction_is_not_shown(engine, llm_server):

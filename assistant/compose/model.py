@@ -24,6 +24,13 @@ LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
 HOSPITAL_NAME = re.compile(
     r"\b(?:[A-Z][\w'’-]+\s){1,6}(?:Hospital|Medical Center|Medical Centre|Clinic|Cancer Center)\b"
 )
+HOSPITAL_NAME_ZH = re.compile(r"[\u4e00-\u9fff]{2,14}?(?:医院|醫院|医学中心|醫學中心|诊所|診所|肿瘤中心)")
+LINK = re.compile(r"(?:https?://|www\.)([^/\s)\]>\"']+)", re.IGNORECASE)
+IMAGE = re.compile(r"!\[[^\]]*\]\(|<\s*img\b", re.IGNORECASE)
+MARKUP = re.compile(r"<\s*/?\s*[a-z][a-z0-9-]*[\s>/]", re.IGNORECASE)
+# A price need not have digits: "thirty thousand US dollars", "三万美元".
+MONEY_WORDS = re.compile(r"\b(?:dollars?|usd|rmb|yuan|renminbi|euros?|pounds? sterling|gbp|cny)\b"
+                         r"|美元|人民币|欧元|英镑|[0-9一二三四五六七八九十百千万两几]+\s*元", re.IGNORECASE)
 
 
 class GuardRejected(Exception):
@@ -84,6 +91,20 @@ class ModelComposer(Composer):
             pieces.append(chunk.content if isinstance(chunk.content, str) else "")
         return "".join(pieces)
 
+    def _check_links_and_markup(self, answer: str, reply: Reply) -> None:
+        """Links only to the domains of the reply's own sources; no image, which a browser fetches by itself
+        (with the conversation in its address, a leak without a click); no markup at all."""
+        if IMAGE.search(answer):
+            raise GuardRejected("image")
+        if MARKUP.search(answer) and not MARKUP.search(reply.text):
+            raise GuardRejected("markup")
+        cited = {domain_of(self.kb.sources[item.source_id].url or "") for rec in reply.recommendations
+                 for item in rec.evidence if item.source_id in self.kb.sources}
+        cited |= {domain.lower() for domain in LINK.findall(reply.text)}
+        for domain in LINK.findall(answer):
+            if domain.lower() not in cited:
+                raise GuardRejected("link to a domain no source has")
+
     @staticmethod
     def _fallback(reply: Reply, reason: str) -> Phrased:
         log.warning("language model answer not used (%s): template reply sent", reason)
@@ -97,6 +118,9 @@ class ModelComposer(Composer):
             for found in pattern.finditer(answer):
                 if found.group(0) not in draft:
                     raise GuardRejected(f"{label} not in the draft")
+        self._check_links_and_markup(answer, reply)
+        if (money := MONEY_WORDS.search(answer)) and money.group(0).lower() not in draft.lower():
+            raise GuardRejected("price in words not in the draft")
         allowed = {rec.hospital_id for rec in reply.recommendations}
         for hospital in self.kb.hospitals.values():
             names = [hospital.name, hospital.name_zh, *hospital.aliases]
@@ -105,9 +129,18 @@ class ModelComposer(Composer):
         for name in HOSPITAL_NAME.findall(answer):
             if name not in draft and not any(name in h.name or h.name in name for h in self.kb.hospitals.values()):
                 raise GuardRejected("unknown hospital name")
+        for name in HOSPITAL_NAME_ZH.findall(answer):
+            known = (h.name_zh for h in self.kb.hospitals.values() if h.name_zh)
+            if name not in draft and not any(name in zh or zh in name for zh in known):
+                raise GuardRejected("unknown hospital name (Chinese)")
         allowed_departments = {self.kb.department(rec.department_id).name for rec in reply.recommendations}
         for dept in self.kb.departments.values():
             if dept.name not in allowed_departments and dept.name in answer and dept.name not in draft:
                 raise GuardRejected("department not in the evidence")
         if reply.triage == "emergency" and not any(number in answer for number in self.templates.numbers.numbers):
             raise GuardRejected("emergency instruction dropped")
+
+
+def domain_of(url: str) -> str:
+    found = LINK.search(url)
+    return found.group(1).lower() if found else ""
