@@ -173,12 +173,14 @@ class Assistant:
         return conv.shortlist[0]
 
     def _notes(self, conv: Conversation, triage: Triage) -> dict[str, bool]:
-        """Banners that sit above any reply: urgent care first, then the language note (once)."""
+        """Banners that sit above any reply: an emergency described earlier in the conversation (however the
+        user asks to move on, "stop with the emergency stuff"), urgent care, then the language note (once)."""
         wants_chinese = "zh" in (conv.case.language, conv.language)
         language_note = wants_chinese and not conv.language_note_given and not self.composer.multilingual
         if language_note:
             conv.language_note_given = True
-        return {"urgent": triage.level == "urgent", "language_note": language_note}
+        return {"earlier_emergency": conv.highest_triage == "emergency", "urgent": triage.level == "urgent",
+                "language_note": language_note}
 
     def _specialty_the_widget_lacks(self, conv: Conversation) -> str | None:
         """The case's strongest specialty when the widget's hospital has no department for it."""

@@ -7,6 +7,7 @@ this object between requests, so any copy of the app can serve any request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from assistant.conversation import Conversation
@@ -65,6 +66,14 @@ def check_plain_text(field: str, text: str) -> None:
     bad = first_control_character(text)
     if bad is not None:
         raise ControlCharacter(field, bad)
+
+
+CONTACT_MARKUP = '<>"`\\'
+
+
+def scoped_key(conversation_id: str, idempotency_key: str) -> str:
+    """The stored idempotency key: the client's key within its conversation, hashed to a fixed length."""
+    return hashlib.sha256(f"{conversation_id}\0{idempotency_key}".encode()).hexdigest()
 
 
 class CareService:
@@ -131,11 +140,22 @@ class CareService:
                                            "of its departments")
         if not conv.case.texts:
             raise Invalid("conversation", "nothing to refer yet: describe the patient's situation first")
+        if department_id not in {rec.department_id for rec in conv.shortlist}:
+            raise Invalid("department_id", f"'{department_id}' is not one of this conversation's recommendations; "
+                                           "choose a department_id from the latest reply")
         summary = self.assistant.composer.referral(conv.case, None, conv.widget_hospital)
         return summary.model_copy(update={"hospital_id": hospital_id, "department_id": department_id})
 
     def referral_markdown(self, summary: ReferralSummary) -> str:
         return self.assistant.composer.referral_text(summary)
+
+    def previous_referral(self, conversation_id: str, department_id: str, contact: str,
+                          idempotency_key: str) -> Referral | None:
+        """The referral this request already made, if it is a retry: a retry is answered, never counted
+        against the limits. Keys are scoped to their conversation, so a key tells nothing about others."""
+        request_hash = request_fingerprint({"conversation_id": conversation_id, "department_id": department_id,
+                                            "contact": contact})
+        return self.store.referral_by_key(scoped_key(conversation_id, idempotency_key), request_hash)
 
     def refer(self, conversation_id: str, department_id: str, contact: str, idempotency_key: str) -> tuple[Referral,
                                                                                                            bool]:
@@ -143,15 +163,19 @@ class CareService:
         even after the conversation itself was deleted."""
         check_plain_text("contact", contact)
         check_plain_text("department_id", department_id)
-        request = {"conversation_id": conversation_id, "department_id": department_id, "contact": contact}
-        request_hash = request_fingerprint(request)
-        existing = self.store.referral_by_key(idempotency_key, request_hash)
+        if any(mark in contact for mark in CONTACT_MARKUP):
+            raise Invalid("contact", "contact: an e-mail address or messaging id has no < > \" ` or \\; please "
+                                     "type it without them")
+        existing = self.previous_referral(conversation_id, department_id, contact, idempotency_key)
         if existing is not None:
             return existing, False
+        request_hash = request_fingerprint({"conversation_id": conversation_id, "department_id": department_id,
+                                            "contact": contact})
         conv = self.conversation(conversation_id).conversation
         summary = self.referral_summary(conv, department_id)
-        referral, created = self.store.add_referral(idempotency_key, request_hash, conversation_id,
-                                                    summary.hospital_id, department_id, contact, summary.model_dump())
+        referral, created = self.store.add_referral(scoped_key(conversation_id, idempotency_key), request_hash,
+                                                    conversation_id, summary.hospital_id, department_id, contact,
+                                                    summary.model_dump())
         log.info("referral %s~ to %s %s", referral.id[:8], referral.hospital_id, "created" if created else "repeated")
         return referral, created
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from assistant.service import scoped_key
 from assistant.settings import PROJECT_ROOT
 from benchmarks.serve import free_port, healthz_answers, wait_until_ready
 
@@ -109,9 +110,10 @@ def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_dup
 
     with sqlite3.connect(database) as db:
         rows = db.execute("select idempotency_key, id from referrals").fetchall()
+    client_key = {scoped_key(conversation_id, key): key for key in KEYS}  # stored scoped to the conversation
     per_key: dict[str, list[str]] = {}
-    for key, referral_id in rows:
-        per_key.setdefault(key, []).append(referral_id)
+    for stored_key, referral_id in rows:
+        per_key.setdefault(client_key.get(stored_key, stored_key), []).append(referral_id)
     assert sorted(per_key) == sorted(KEYS) and all(len(ids) == 1 for ids in per_key.values())
     assert all(per_key[key] == [referral_id] for key, referral_id in sent_before_kill.items())
     print(json.dumps({"sent": len(KEYS), "acknowledged_before_kill": len(sent_before_kill),

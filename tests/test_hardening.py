@@ -250,9 +250,14 @@ def test_no_inbox_key_reads_or_changes_another_hospitals_referral(client: TestCl
                                                                   kb) -> None:
     keys = {hospital: service.store.create_key(hospital) for hospital in kb.hospitals}
     referrals: dict[str, str] = {}
-    for department in ("ruijin/hematology", "renji/pediatric-liver-transplant", "huashan/neurosurgery"):
+    cases = {"ruijin/hematology": MYELOMA,
+             "renji/pediatric-liver-transplant": "Our 8 month old daughter has biliary atresia, the Kasai failed and "
+                                                 "she needs a liver transplant; I want to be the donor",
+             "huashan/neurosurgery": "My 45-year-old husband has a glioma in the left frontal lobe and needs "
+                                     "surgery to remove it"}
+    for department, case in cases.items():  # a referral names a department its conversation recommended
         conversation_id = client.post(f"{API}/conversations").json()["conversation_id"]
-        client.post(f"{API}/conversations/{conversation_id}/messages", json={"text": MYELOMA})
+        client.post(f"{API}/conversations/{conversation_id}/messages", json={"text": case})
         response = client.post(f"{API}/conversations/{conversation_id}/referral", headers={"Idempotency-Key":
                                uuid.uuid4().hex}, json={"consent": True, "contact": CONTACT,
                                                         "department_id": department})
@@ -541,3 +546,66 @@ def test_the_inbox_comes_a_page_at_a_time_with_the_total(make_service) -> None:
     last = client.get(f"{API}/inbox?limit=50&offset=100", headers=auth).json()
     assert len(last) == 20 and last[-1]["summary"]["what_they_wrote"] == ["case 0"]  # newest first
     assert client.get(f"{API}/inbox?limit=1000", headers=auth).status_code == 422
+
+
+# --- the low findings --------------------------------------------------------------------------------------
+def test_the_api_docs_load_nothing_from_another_site(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "src=\"https://" not in page.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("GET", f"{API}/nowhere", 404, "not_found"), ("PUT", f"{API}/hospitals", 405, "method_not_allowed")])
+def test_every_error_has_the_documented_json_shape(client: TestClient, method: str, path: str, status: int,
+                                                   code: str) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code and response.json()["message"]
+
+
+@pytest.mark.parametrize("consent", ["yes", 1, "true"])
+def test_consent_is_the_json_value_true_and_nothing_else(client: TestClient, consent: object) -> None:
+    conversation_id = conversation_with_a_case(client)
+    response = client.post(f"{API}/conversations/{conversation_id}/referral", headers={"Idempotency-Key": "c-1"},
+                           json={"consent": consent, "contact": CONTACT, "department_id": "ruijin/hematology"})
+    assert response.status_code == 422 and response.json()["field"] == "consent"
+
+
+def test_a_contact_with_markup_is_refused(client: TestClient) -> None:
+    conversation_id = conversation_with_a_case(client)
+    response = client.post(f"{API}/conversations/{conversation_id}/referral", headers={"Idempotency-Key": "m-1"},
+                           json={"consent": True, "contact": "<img src=x onerror=alert(1)>@x.org",
+                                 "department_id": "ruijin/hematology"})
+    assert response.status_code == 422 and response.json()["field"] == "contact"
+
+
+def test_a_referral_names_a_department_the_conversation_recommended(client: TestClient) -> None:
+    conversation_id = conversation_with_a_case(client)  # a myeloma case: no eye department was recommended
+    response = client.post(f"{API}/conversations/{conversation_id}/referral", headers={"Idempotency-Key": "d-1"},
+                           json={"consent": True, "contact": CONTACT, "department_id": "eent/ophthalmology"})
+    assert response.status_code == 422 and "recommendations" in response.json()["message"]
+
+
+def test_an_idempotency_key_belongs_to_its_conversation_and_a_retry_costs_no_limit(tight_client: TestClient) -> None:
+    """Another conversation may use the same key (it learns nothing); a retry is answered, not counted."""
+    referral = {"consent": True, "contact": CONTACT, "department_id": "ruijin/hematology"}
+    first, second = conversation_with_a_case(tight_client), conversation_with_a_case(tight_client)
+    made = [tight_client.post(f"{API}/conversations/{first}/referral", json=referral,
+                              headers={"Idempotency-Key": "retry-me"}) for _ in range(3)]  # the limit is 1
+    assert [r.status_code for r in made] == [201, 201, 201]
+    assert len({r.json()["referral_id"] for r in made}) == 1
+    other = tight_client.post(f"{API}/conversations/{second}/referral", json=referral,
+                              headers={"Idempotency-Key": "retry-me"})
+    assert other.status_code == 201 and other.json()["referral_id"] != made[0].json()["referral_id"]
+
+
+def test_an_emergency_described_earlier_is_remembered_when_the_user_moves_on(client: TestClient) -> None:
+    conversation_id = client.post(f"{API}/conversations").json()["conversation_id"]
+    url = f"{API}/conversations/{conversation_id}/messages"
+    assert client.post(url, json={"text": "my dad's face is drooping and he can't speak"}).json()["triage"] == \
+        "emergency"
+    later = client.post(url, json={"text": "stop with the emergency stuff, he is 62 with multiple myeloma, which "
+                                           "hospital?"}).json()
+    assert "Earlier in this conversation you described signs of an emergency" in later["text"]

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from assistant.flow import Answer
 from assistant.knowledge import Department, KnowledgeBase, Source, UnknownHospital
@@ -74,7 +76,8 @@ class ConversationView(BaseModel):
 
 
 class ReferralRequest(Body):
-    consent: bool = Field(description="Must be true: the user agreed to send the summary and contact.")
+    consent: StrictBool = Field(description="Must be true (the JSON value, not \"yes\" or 1): the user agreed to "
+                                            "send the summary and contact.")
     contact: str = Field(min_length=3, max_length=200, description="E-mail or messaging id the user chose to share.")
     department_id: str = Field(min_length=1, max_length=128, description="A department_id from a recommendation.")
 
@@ -153,6 +156,12 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
         return error(422, "invalid_request", f"{field}: {first['msg']}", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """404, 405 and the like in the one documented shape, not FastAPI's {"detail": ...}."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(Unauthorized)
     def unauthorized(_request: Request, _exc: Unauthorized) -> JSONResponse:
@@ -256,8 +265,12 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads)
         if not idempotency_key:
             raise Invalid("Idempotency-Key", "send an Idempotency-Key header (a random UUID), and the same one "
                                              "when you retry")
+        contact = body.contact.strip()
+        retried = service.previous_referral(conversation_id, body.department_id, contact, idempotency_key)
+        if retried is not None:
+            return created(retried)
         limiter.referral(client_address(request), conversation_id)
-        referral, _ = service.refer(conversation_id, body.department_id, body.contact.strip(), idempotency_key)
+        referral, _ = service.refer(conversation_id, body.department_id, contact, idempotency_key)
         return created(referral)
 
     @router.get("/hospitals", response_model=list[HospitalSummary], tags=["hospitals"])
@@ -295,4 +308,23 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads)
         return inbox_item(service.set_status(hospital, referral_id, body.status), kb)
 
     return router
+
+
+API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def install_unknown_api_addresses(app: FastAPI) -> None:
+    """Any other address under /api/ answers in the documented error shape (the page's Gradio app, mounted
+    at /, would answer it otherwise); a known address with the wrong method gets 405 with `Allow`."""
+
+    @app.api_route("/api/{rest:path}", methods=API_METHODS, include_in_schema=False)
+    def unknown(request: Request) -> JSONResponse:
+        routes = [route for route in app.routes  # the API's own: not this one, nor the pages mounted beside it
+                  if getattr(route, "endpoint", None) is not unknown and not isinstance(route, Mount)]
+        allowed = [method for method in API_METHODS if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+        if allowed:
+            return error(405, "method_not_allowed", f"{request.method} is not allowed here; use "
+                                                    f"{', '.join(allowed)}.", Allow=", ".join(allowed))
+        return error(404, "not_found", "There is no such API address; /docs lists them.")
 

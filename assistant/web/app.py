@@ -26,15 +26,18 @@ from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
 set_offline_environment()
 
 import gradio as gr  # noqa: E402  (analytics must be off before gradio is imported)
+import swagger_ui_bundle  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.middleware.cors import CORSMiddleware  # noqa: E402
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse  # noqa: E402
+from fastapi.openapi.docs import get_swagger_ui_html  # noqa: E402
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse  # noqa: E402
+from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from assistant.build import build_service  # noqa: E402
 from assistant.service import CareService  # noqa: E402
 from assistant.store.database import StoreUnavailable  # noqa: E402
 from assistant.store.integrity import StoreDamaged  # noqa: E402
-from assistant.web.api import api_router, install_error_handlers  # noqa: E402
+from assistant.web.api import api_router, install_error_handlers, install_unknown_api_addresses  # noqa: E402
 from assistant.web.downloads import Downloads  # noqa: E402
 from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
 from assistant.web.page import CSS, build_page, theme  # noqa: E402
@@ -94,10 +97,20 @@ def create_app(service: CareService) -> FastAPI:
         stop.set()
         service.store.close()  # a clean stop leaves every commit in the main database file
 
-    app = FastAPI(title="Shanghai care finder", version="1", lifespan=lifespan,
+    app = FastAPI(title="Shanghai care finder", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Hospital-department matching for care in Shanghai, with sources for every fact.")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the installed package, not a CDN: the docs work offline and tell no third party."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Shanghai care finder API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
     install_error_handlers(app)
     app.include_router(api_router(service, limiter, downloads))
+    install_unknown_api_addresses(app)  # after every API route: it answers only what they do not
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

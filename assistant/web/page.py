@@ -194,7 +194,9 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         if not conversation_id or not department_id or not idempotency_key:
             return "Preview the summary first."
         try:
-            limiter.referral(client_address(request), conversation_id)
+            retried = service.previous_referral(conversation_id, department_id, contact.strip(), idempotency_key)
+            if retried is None:
+                limiter.referral(client_address(request), conversation_id)
             referral, _ = service.refer(conversation_id, department_id, contact.strip(), idempotency_key)
         except (Invalid, NotFound) as problem:
             return str(problem)
