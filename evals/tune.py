@@ -3,8 +3,11 @@
 The emergency thresholds give the dev cases at least `RECALL_TARGET` emergency recall together with the rules and
 numbers, and as much more as `FALSE_ALARM_BUDGET` allows: a missed emergency is the worst error, and every blind set
 so far fell short of its dev recall (the rules were written on dev) while its false alarms stayed well under the
-issue's ceiling of 8%. Among equals, the fewest false alarms, then the most sensitive sentence threshold (never below
-the whole message's: one sentence must be as sure as the message) and then the least sensitive message threshold;
+issue's ceiling of 8%. Among equal recall, the classifier's own recall counts next: the rules were written on these
+cases, so their recall here flatters them, and on words nobody here wrote the classifier is what is left, so the
+budget goes to its sensitivity even where the rules already catch a case. Then the fewest false alarms, then the
+most sensitive sentence threshold (never below the whole message's: one sentence must be as sure as the message) and
+then the least sensitive message threshold;
 the urgent threshold best separates urgent-or-worse from routine. The blind set is never read here.
 """
 
@@ -81,12 +84,14 @@ def choose(scored: list[Scored]) -> dict[str, float]:
     best: tuple | None = None
     for t_message in MESSAGE_GRID:
         for t_sentence in SENTENCE_GRID[t_message <= SENTENCE_GRID]:
-            called = ruled | (whole >= t_message) | (sentence >= t_sentence)
+            by_classifier = (whole >= t_message) | (sentence >= t_sentence)
+            called = ruled | by_classifier
             recall = called[gold].mean()
             false_alarms = called[~gold].mean()
             if recall >= RECALL_TARGET:
                 over_budget = max(false_alarms - FALSE_ALARM_BUDGET, 0.0)
-                key = (over_budget, -recall, false_alarms, t_sentence, -t_message)
+                classifier_recall = by_classifier[gold].mean()
+                key = (over_budget, -recall, -classifier_recall, false_alarms, t_sentence, -t_message)
                 if best is None or key < best[0]:
                     best = (key, t_message, t_sentence, recall, false_alarms)
     if best is None:

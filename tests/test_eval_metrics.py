@@ -139,3 +139,13 @@ def test_tuning_spends_the_false_alarm_budget_on_recall_and_no_more():
     assert within["recall"] == 1.0 and within["false_alarms"] == 0.02 <= FALSE_ALARM_BUDGET
     beyond = choose(_dev_cases(false_alarms_at_half=5))
     assert beyond["recall"] == 0.98 and beyond["false_alarms"] == 0.0
+
+
+def test_tuning_spends_what_the_budget_leaves_on_the_classifiers_own_recall():
+    """The rules catch every dev emergency (they were written on them); the classifier's threshold still goes as
+    low as the false-alarm budget allows, since on new words it is what is left."""
+    inf = float("-inf")
+    emergencies = [Scored("emergency", "emergency", value, inf, 0.0, inf) for value in (1.0,) * 60 + (0.4,) * 40]
+    others = [Scored("routine", "routine", value, inf, -1.0, inf) for value in (0.4,) * 3 + (-1.0,) * 97]
+    chosen = choose(emergencies + others)
+    assert chosen["recall"] == 1.0 and chosen["emergency_message"] <= 0.4 and chosen["false_alarms"] == 0.03
