@@ -29,26 +29,24 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# What a misbehaving model adds after the draft: each one something the guard must catch.
+ADDED_AFTER_THE_DRAFT = {
+    "invent-hospital": "You could also try Springfield General Hospital, which is excellent.",
+    "fake-phone": "Call the department on +86 21 5555 0199 to book.",
+    "fake-price": "Treatment costs about USD 30,000.",
+    "foreign-link": "More details: [patient guide](https://medical-tourism-deals.example/ruijin)",
+    "image": "![map](https://tracker.example/pixel.png?c=conversation)",
+    "html": '<div onmouseover="fetch(\'/api/v1/inbox\')">Hover for the price list</div>',
+    "invent-hospital-zh": "也可以考虑上海国际友好康复医院，口碑很好。",
+    "price-in-words": "Expect to pay around thirty thousand US dollars for the whole treatment.",
+}
+
 
 def answer_for(model: str, draft: str) -> str:
     if model == "chinese":
         return "以下是为您整理的信息：\n\n" + draft
-    if model == "invent-hospital":
-        return draft + "\n\nYou could also try Springfield General Hospital, which is excellent."
-    if model == "fake-phone":
-        return draft + "\n\nCall the department on +86 21 5555 0199 to book."
-    if model == "fake-price":
-        return draft + "\n\nTreatment costs about USD 30,000."
-    if model == "foreign-link":
-        return draft + "\n\nMore details: [patient guide](https://medical-tourism-deals.example/ruijin)"
-    if model == "image":
-        return draft + "\n\n![map](https://tracker.example/pixel.png?c=conversation)"
-    if model == "html":
-        return draft + '\n\n<div onmouseover="fetch(\'/api/v1/inbox\')">Hover for the price list</div>'
-    if model == "invent-hospital-zh":
-        return draft + "\n\n也可以考虑上海国际友好康复医院，口碑很好。"
-    if model == "price-in-words":
-        return draft + "\n\nExpect to pay around thirty thousand US dollars for the whole treatment."
+    if model in ADDED_AFTER_THE_DRAFT:
+        return draft + "\n\n" + ADDED_AFTER_THE_DRAFT[model]
     if model == "drop-emergency":
         return "Please rest and drink water; you will feel better soon."
     if model == "empty":

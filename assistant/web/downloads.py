@@ -8,12 +8,14 @@ the copies Gradio keeps in its own cache to serve them included.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 KEPT_S = 3600
+CONVERSATION_ID = re.compile(r"[0-9a-f]{32}")
 SUMMARY_NAMES = ("referral-summary.md", "referral-summary.json")
 
 
@@ -24,7 +26,7 @@ class Downloads:
 
     def write(self, conversation_id: str, markdown: str, summary_json: str) -> tuple[str, str]:
         """The two files of one preview, in a fresh folder under the conversation's own."""
-        parent = self.folder / conversation_id
+        parent = self.conversation_folder(conversation_id)
         parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="preview-", dir=parent))
         files = [folder / name for name in SUMMARY_NAMES]
@@ -34,7 +36,7 @@ class Downloads:
 
     def forget(self, conversation_id: str) -> int:
         """Delete a conversation's files and Gradio's copies of them; returns how many files went."""
-        parent = self.folder / conversation_id
+        parent = self.conversation_folder(conversation_id)
         contents = {path.read_bytes() for path in parent.rglob("referral-summary.*")} if parent.is_dir() else set()
         removed = len(list(parent.rglob("*.*"))) if parent.is_dir() else 0
         shutil.rmtree(parent, ignore_errors=True)
@@ -55,6 +57,12 @@ class Downloads:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         return len(old)
+
+    def conversation_folder(self, conversation_id: str) -> Path:
+        """A conversation id is 32 hex digits; anything else never becomes a path ("../" included)."""
+        if not CONVERSATION_ID.fullmatch(conversation_id):
+            raise ValueError("not a conversation id")
+        return self.folder / conversation_id
 
     def _gradio_copies(self) -> list[Path]:
         if self.gradio_cache is None or not self.gradio_cache.is_dir():
