@@ -76,6 +76,12 @@ def scoped_key(conversation_id: str, idempotency_key: str) -> str:
     return hashlib.sha256(f"{conversation_id}\0{idempotency_key}".encode()).hexdigest()
 
 
+def referral_request_hash(conversation_id: str, department_id: str, contact: str) -> str:
+    """What a retry must repeat exactly: the same key with another request is refused, not answered."""
+    return request_fingerprint({"conversation_id": conversation_id, "department_id": department_id,
+                                "contact": contact})
+
+
 class CareService:
     def __init__(self, assistant: Assistant, store: Store) -> None:
         self.assistant = assistant
@@ -153,9 +159,8 @@ class CareService:
                           idempotency_key: str) -> Referral | None:
         """The referral this request already made, if it is a retry: a retry is answered, never counted
         against the limits. Keys are scoped to their conversation, so a key tells nothing about others."""
-        request_hash = request_fingerprint({"conversation_id": conversation_id, "department_id": department_id,
-                                            "contact": contact})
-        return self.store.referral_by_key(scoped_key(conversation_id, idempotency_key), request_hash)
+        return self.store.referral_by_key(scoped_key(conversation_id, idempotency_key),
+                                          referral_request_hash(conversation_id, department_id, contact))
 
     def refer(self, conversation_id: str, department_id: str, contact: str, idempotency_key: str) -> tuple[Referral,
                                                                                                            bool]:
@@ -169,11 +174,10 @@ class CareService:
         existing = self.previous_referral(conversation_id, department_id, contact, idempotency_key)
         if existing is not None:
             return existing, False
-        request_hash = request_fingerprint({"conversation_id": conversation_id, "department_id": department_id,
-                                            "contact": contact})
         conv = self.conversation(conversation_id).conversation
         summary = self.referral_summary(conv, department_id)
-        referral, created = self.store.add_referral(scoped_key(conversation_id, idempotency_key), request_hash,
+        referral, created = self.store.add_referral(scoped_key(conversation_id, idempotency_key),
+                                                    referral_request_hash(conversation_id, department_id, contact),
                                                     conversation_id, summary.hospital_id, department_id, contact,
                                                     summary.model_dump())
         log.info("referral %s~ to %s %s", referral.id[:8], referral.hospital_id, "created" if created else "repeated")
