@@ -279,8 +279,9 @@ class Store:
 
     def flush_log(self) -> None:
         """After a delete: SQLite's write-ahead log still holds the deleted rows' old pages until a checkpoint
-        copies it into the main file (where secure_delete zeroes them) and truncates it. Best effort: a busy
-        reader only delays it to the next delete or the automatic checkpoint."""
+        copies it into the main file (where secure_delete zeroes them) and truncates it. Best effort: while
+        readers are busy it waits up to the busy timeout, then leaves it to the next delete or the automatic
+        checkpoint (deletes are rare: a user's DELETE and the hourly purge)."""
         if self.engine.dialect.name == "sqlite":
             with self.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
