@@ -13,11 +13,10 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from assistant.conversation import Conversation
-from assistant.store.integrity import StoreDamaged, damage_before_opening
+from assistant.store.integrity import StoreDamaged, sqlite_damage
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 REFERRAL_STATUSES = ("new", "seen", "contacted", "accepted", "declined", "closed")
@@ -147,18 +146,6 @@ def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
         cursor.close()
 
     return on_connect
-
-
-def sqlite_damage(path: Path) -> str | None:
-    """What is wrong with an SQLite database's files (a new one, not yet created, has nothing wrong)."""
-    if (damage := damage_before_opening(path)) is not None or not path.exists():
-        return damage
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
-    except sqlite3.DatabaseError as error:
-        return f"{path}: {error}"
-    return None if problems == ["ok"] else f"{path}: {'; '.join(problems[:3])}"
 
 
 def request_fingerprint(request: dict) -> str:

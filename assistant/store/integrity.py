@@ -14,7 +14,9 @@ current salts after a checksum failure is a commit SQLite would drop.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
+from contextlib import closing
 from pathlib import Path
 
 WAL_HEADER = 32
@@ -24,6 +26,18 @@ WAL_MAGIC = {0x377F0682: "<", 0x377F0683: ">"}  # the checksum's word order: lit
 
 class StoreDamaged(Exception):
     """The database is damaged or emptied: the service refuses to start, or reports not ready."""
+
+
+def sqlite_damage(path: Path) -> str | None:
+    """What is wrong with an SQLite database's files (a new one, not yet created, has nothing wrong)."""
+    if (damage := damage_before_opening(path)) is not None or not path.exists():
+        return damage
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as error:
+        return f"{path}: {error}"
+    return None if problems == ["ok"] else f"{path}: {'; '.join(problems[:3])}"
 
 
 def damage_before_opening(database: Path) -> str | None:
