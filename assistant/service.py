@@ -119,7 +119,7 @@ class CareService:
             if not text.strip():
                 return answer  # the friendly prompt for an empty message changes nothing
             try:
-                self.store.save_conversation(conv, stored.version)
+                self.store.save_conversation(conv, stored.version, stored.turns_saved)
                 log.info("conversation %s~ turn %d: triage %s, %d recommendation(s)", conv.id[:8], len(conv.turns),
                          answer.reply.triage, len(answer.reply.recommendations))
                 return answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import sqlite3
@@ -513,6 +514,56 @@ def test_a_conversation_takes_a_bounded_number_of_messages_then_asks_for_a_new_o
     with pytest.raises(ConversationFull, match="reached 3 messages. Please start a new conversation"):
         service.send(conversation.id, "Do I need a visa?")
     assert len(service.conversation(conversation.id).conversation.turns) == 3
+
+
+def test_a_turn_appends_one_history_row_and_rewrites_only_the_current_case(make_service) -> None:
+    service = make_service()
+    conversation = service.start()
+    service.send(conversation.id, MYELOMA)
+    database = service.store.engine.url.database
+
+    def stored() -> tuple[str, list[str]]:
+        with sqlite3.connect(database) as connection:
+            state = connection.execute("SELECT state FROM conversations WHERE id = ?", (conversation.id,)).fetchone()
+            history = [turn for (turn,) in connection.execute(
+                "SELECT turn FROM conversation_turns WHERE conversation_id = ? ORDER BY position", (conversation.id,))]
+        return state[0], history
+
+    state_after_one, history_after_one = stored()
+    for text in ("What do I need to bring?", "How do I pay?", "Do I need a visa?"):
+        service.send(conversation.id, text)
+    state_after_four, history_after_four = stored()
+    assert history_after_four[:1] == history_after_one, "the first turn's row is never rewritten"
+    assert len(history_after_four) == 4
+    first_reply = json.loads(history_after_one[0])["reply"]
+    assert '"turns"' not in state_after_four and first_reply not in state_after_four
+    assert len(state_after_four) - len(state_after_one) < 1000, "replies do not pile up in the rewritten state"
+    assert [turn.user for turn in service.conversation(conversation.id).conversation.turns][-1] == "Do I need a visa?"
+
+
+def test_a_database_from_before_the_turns_table_keeps_every_conversations_history(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from assistant.conversation import Conversation, Turn
+    from assistant.store.database import MIGRATIONS_DIR, Store
+
+    database = tmp_path / "care.db"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with create_engine(f"sqlite:///{database}").begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    old = Conversation(turns=[Turn(user="my dad has myeloma", reply="Here are three departments", triage="routine",
+                                   latency_ms=12.0)])
+    with sqlite3.connect(database) as connection:
+        connection.execute("INSERT INTO conversations VALUES (?, NULL, ?, 1, '2026-12-01 00:00:00', "
+                           "'2026-12-01 00:00:00')", (old.id, old.model_dump_json()))
+    store = Store.open(f"sqlite:///{database}")
+    loaded = store.conversation(old.id)
+    assert loaded is not None and loaded.conversation.turns == old.turns and loaded.turns_saved == 1
+    store.close()
 
 
 def test_a_referral_summary_holds_a_bounded_amount_of_what_was_written(make_service) -> None:

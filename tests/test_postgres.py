@@ -110,9 +110,9 @@ def test_a_conversation_referral_and_inbox_work_on_postgresql(service: CareServi
 def test_a_stale_save_is_refused_on_postgresql(service: CareService) -> None:
     conv = service.start()
     stored = service.conversation(conv.id)
-    service.store.save_conversation(stored.conversation, stored.version)
+    service.store.save_conversation(stored.conversation, stored.version, stored.turns_saved)
     with pytest.raises(ConversationChanged):
-        service.store.save_conversation(stored.conversation, stored.version)
+        service.store.save_conversation(stored.conversation, stored.version, stored.turns_saved)
 
 
 def test_purge_works_on_postgresql(service: CareService) -> None:

@@ -3,8 +3,9 @@ when `DATABASE_URL` says so.
 
 Nothing is kept in the web process's memory, so two copies of the app behind a load balancer see the
 same state. The schema comes from Alembic migrations (`assistant/store/migrations`), run on open. A
-conversation is stored as its pydantic JSON with a version number: a save that
-finds another version fails instead of overwriting a turn written by another copy.
+conversation is stored as its pydantic JSON (without its history) with a version number: a save that
+finds another version fails instead of overwriting a turn written by another copy. Its history lives in
+`conversation_turns`, one row a turn, so a turn's save appends a row and rewrites only the current case.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from assistant.conversation import Conversation
+from assistant.conversation import Conversation, Turn
 from assistant.store.integrity import StoreDamaged, sqlite_damage
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -51,6 +52,16 @@ class ConversationRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class TurnRow(Base):
+    """One exchange of a conversation's history, as the user saw it: written once, never rewritten."""
+
+    __tablename__ = "conversation_turns"
+
+    conversation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    turn: Mapped[str] = mapped_column(Text)
 
 
 class ReferralRow(Base):
@@ -89,6 +100,7 @@ class StoredConversation:
     version: int
     created_at: datetime
     updated_at: datetime
+    turns_saved: int  # the turns already in storage: a save appends the ones after them
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,16 @@ def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
 
 def request_fingerprint(request: dict) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _state(conv: Conversation) -> str:
+    """What a turn rewrites: the current case, shortlist and choices; the history is stored row by row."""
+    return conv.model_dump_json(exclude={"turns"})
+
+
+def _turn_rows(conv: Conversation, first: int) -> list[TurnRow]:
+    return [TurnRow(conversation_id=conv.id, position=position, turn=turn.model_dump_json())
+            for position, turn in enumerate(conv.turns[first:], start=first)]
 
 
 def hash_secret(secret: str) -> str:
@@ -225,33 +247,43 @@ class Store:
     def add_conversation(self, conv: Conversation) -> None:
         now = utcnow()
         with self.session() as session:
-            session.add(ConversationRow(id=conv.id, widget_hospital=conv.widget_hospital,
-                                        state=conv.model_dump_json(), version=1,
-                                        created_at=now, updated_at=now))
+            session.add(ConversationRow(id=conv.id, widget_hospital=conv.widget_hospital, state=_state(conv),
+                                        version=1, created_at=now, updated_at=now))
+            session.add_all(_turn_rows(conv, first=0))
 
     def conversation(self, conversation_id: str) -> StoredConversation | None:
         with self.session() as session:
             row = session.get(ConversationRow, conversation_id)
             if row is None:
                 return None
-            return StoredConversation(Conversation.model_validate_json(row.state), row.version,
-                                      as_utc(row.created_at), as_utc(row.updated_at))
+            history = session.scalars(select(TurnRow.turn).where(TurnRow.conversation_id == conversation_id)
+                                      .order_by(TurnRow.position)).all()
+            conv = Conversation.model_validate_json(row.state)
+            conv.turns = [Turn.model_validate_json(turn) for turn in history]
+            return StoredConversation(conv, row.version, as_utc(row.created_at), as_utc(row.updated_at),
+                                      turns_saved=len(history))
 
-    def save_conversation(self, conv: Conversation, version: int) -> int:
-        """Write the conversation only if nobody saved it since `version` was read; returns the new version."""
+    def save_conversation(self, conv: Conversation, version: int, turns_saved: int) -> int:
+        """Write the current case and append the turns after `turns_saved`, only if nobody saved the
+        conversation since `version` was read; returns the new version."""
+        if len(conv.turns) < turns_saved:
+            raise ValueError(f"conversation {conv.id[:8]}~ has {len(conv.turns)} turns, {turns_saved} are saved: "
+                             "a history is only ever appended to")
         with self.session() as session:
             result = session.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conv.id, ConversationRow.version == version)
-                .values(state=conv.model_dump_json(), version=version + 1, updated_at=utcnow())
+                .values(state=_state(conv), version=version + 1, updated_at=utcnow())
             )
             if result.rowcount != 1:
                 raise ConversationChanged(conv.id)
+            session.add_all(_turn_rows(conv, first=turns_saved))
         return version + 1
 
     def delete_conversation(self, conversation_id: str) -> bool:
         with self.session() as session:
             deleted = session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id)).rowcount
+            session.execute(delete(TurnRow).where(TurnRow.conversation_id == conversation_id))
         self.flush_log()
         return deleted == 1
 
@@ -259,6 +291,8 @@ class Store:
         """Remove conversations nobody has touched for `older_than`; referrals stay with their hospital."""
         cutoff = utcnow() - older_than
         with self.session() as session:
+            expired = select(ConversationRow.id).where(ConversationRow.updated_at < cutoff)
+            session.execute(delete(TurnRow).where(TurnRow.conversation_id.in_(expired)))
             removed = session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
         if removed:
             self.flush_log()
