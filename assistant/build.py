@@ -32,7 +32,7 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     embedder = embedder or configured_embedder(settings)
     index = DepartmentIndex(kb, embedder, settings)
     index.open()
-    safety = SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation, embedder)
+    safety = SafetyChecker.load(settings.knowledge_dir / "safety", kb.language, embedder)
     training = training_set(settings, safety, kb)
     models = load_or_train(training, settings.knowledge_dir, settings.models_dir, embedder)
     understander = Understander(kb, training.everyday_words())
@@ -67,7 +67,7 @@ def training_set(settings: Settings, safety: SafetyChecker, kb: KnowledgeBase) -
 
 def learned_training_set(settings: Settings) -> TrainingSet:
     kb = load_knowledge(settings.knowledge_dir)
-    return training_set(settings, SafetyChecker.load(settings.knowledge_dir / "safety", kb.negation), kb)
+    return training_set(settings, SafetyChecker.load(settings.knowledge_dir / "safety", kb.language), kb)
 
 
 def configured_embedder(settings: Settings) -> Embedder:

@@ -15,6 +15,16 @@ from assistant.text import letter_counts, normalize, search_tokens, share_of_chi
 
 ADULT_WRITERS = (None, "self", "adult")  # who, when "I'm 40" is the patient's own age
 INFANT_AGE_YEARS = 0.5  # "baby", "newborn" with no age given
+
+
+def age_in_words(years: float) -> str:
+    """An age as a parent gives it: weeks under two months, months under a year ("8 months", never "age 0")."""
+    if years < 2 / 12:
+        weeks = max(1, round(years * 52))
+        return f"{weeks} week{'s' if weeks != 1 else ''}"
+    if years < 1:
+        return f"{round(years * 12)} months"
+    return f"{round(years, 1):g} years"
 ADULT_AGE = 18
 
 
@@ -23,6 +33,7 @@ class TermHit(BaseModel):
     codes: dict[str, float]
     kind: str
     negated: bool = False
+    past: bool = False  # "after a transplant", "the Kasai failed": history, not what is asked for
 
 
 def without_negated_terms(normalized: str, hits: list[TermHit]) -> str:
@@ -72,6 +83,7 @@ class Case(BaseModel):
     hits: list[TermHit] = Field(default_factory=list)
     who: str | None = None  # self | child | adult | adult_relative
     age_years: float | None = None
+    age_assumed: bool = False  # "a baby" routes as an infant, but a summary never states an age nobody gave
     goals: set[str] = Field(default_factory=set)
     language: str = "en"
     location: str | None = None  # where the patient is now, in their words
@@ -100,9 +112,9 @@ class Case(BaseModel):
             self.who = reading.who or self.who
         age = reading.age_for(self.who)
         if age is not None:
-            self.age_years = age
+            self.age_years, self.age_assumed = age, False
         elif reading.infant and self.age_years is None:
-            self.age_years = INFANT_AGE_YEARS
+            self.age_years, self.age_assumed = INFANT_AGE_YEARS, True
         self.goals |= reading.goals
         if reading.location:
             self.location = reading.location
@@ -123,8 +135,21 @@ class Case(BaseModel):
 
     @property
     def treatments(self) -> list[str]:
-        """Treatments and procedures the user named (tried or wanted): the team asks about both."""
-        named = (hit.term for hit in self.hits if not hit.negated and hit.kind in ("drug", "procedure"))
+        """Treatments and procedures the user named as current or wanted ("looking for CAR-T", "on tamoxifen")."""
+        return self._named(("drug", "procedure"), past=False)
+
+    @property
+    def history(self) -> list[str]:
+        """Treatments and procedures already behind the patient ("relapsed after a transplant", "Kasai failed")."""
+        return self._named(("drug", "procedure"), past=True)
+
+    @property
+    def tests(self) -> list[str]:
+        """Scans, biopsies and other tests the user named: what to send, not a treatment."""
+        return list(dict.fromkeys(hit.term for hit in self.hits if not hit.negated and hit.kind == "test"))
+
+    def _named(self, kinds: tuple[str, ...], past: bool) -> list[str]:
+        named = (hit.term for hit in self.hits if not hit.negated and hit.kind in kinds and hit.past == past)
         return list(dict.fromkeys(named))
 
     @property

@@ -61,7 +61,7 @@ def cmd_vectors(settings: Settings) -> int:
 
     embedder = configured_embedder(settings)
     cache = vector_cache(settings.knowledge_dir, settings.models_dir, embedder)
-    rules = SafetyChecker.load(settings.knowledge_dir / "safety", load_knowledge(settings.knowledge_dir).negation)
+    rules = SafetyChecker.load(settings.knowledge_dir / "safety", load_knowledge(settings.knowledge_dir).language)
     def alarming(sentence: str) -> bool:
         return bool(rules.danger_words(sentence)) or rules.triage(Message.read(sentence, embedder)).is_emergency
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, RootModel, field_validator
 
@@ -154,7 +154,8 @@ class IntakeGuide(Strict):
 class VocabularyEntry(Strict):
     term: str
     codes: dict[str, float] = Field(min_length=1)
-    kind: Literal["diagnosis", "symptom", "procedure", "drug", "abbreviation", "lay", "organ", "goal", "ontology"]
+    kind: Literal["diagnosis", "symptom", "procedure", "test", "drug", "abbreviation", "lay", "organ", "goal",
+                  "ontology"]
     lang: Literal["en", "zh"] = "en"
 
     @field_validator("codes")
@@ -174,22 +175,130 @@ class ChildCodes(Strict):
     """Adult code -> the pediatric codes a child with the same problem is routed to."""
 
     child_codes: dict[str, dict[str, float]]
+    # adult departments that see teenagers as they see adults (acne, a torn ligament, a squint)
+    adolescents_keep: frozenset[str] = frozenset()
 
 
 class Negation(Strict):
-    """language/negation.yaml: the one list of negating words that understanding and safety share."""
+    """language/negation.yaml: the one reading of "no" that understanding and safety share.
+
+    A negator reaches forward over a few words ("no fever", "not having any thoughts of harming myself") the way
+    NegEx scopes a trigger: light words (articles, auxiliaries, "any thoughts of", "or") do not use up the reach,
+    and a clause word ("and", "then", "now", a comma) ends it, since what follows is said afresh.
+    """
+
+    REACH: ClassVar[int] = 4  # content words a negator reaches past
+    LONGEST_REACH: ClassVar[int] = 12  # words of any kind
 
     words: frozenset[str] = Field(min_length=1)
     phrases: tuple[str, ...]
     chinese: tuple[str, ...]
+    reach_through: frozenset[str]
+    ends_reach: frozenset[str]
+    not_a_negation_before: frozenset[str]
+    right_before: frozenset[str]
 
-    @field_validator("words")
+    @field_validator("words", "reach_through", "ends_reach", "not_a_negation_before", "right_before")
     @classmethod
     def _single_words(cls, words: frozenset[str]) -> frozenset[str]:
         several = sorted(word for word in words if " " in word)
         if several:
             raise ValueError(f"put {several} under phrases")
         return words
+
+    def negates(self, words_before: list[str]) -> bool:
+        """Whether the words before a term (in reading order, "," as a word) negate it."""
+        scope: list[str] = []
+        content_words = 0
+        for word in reversed(words_before[-self.LONGEST_REACH :]):
+            if word in self.ends_reach:
+                break
+            scope.append(word)
+            content_words += word not in self.reach_through
+            if content_words > self.REACH:
+                break
+        if self._first_content_word(scope) in self.right_before:  # scope is nearest first here
+            return True
+        scope.reverse()
+        for position, word in enumerate(scope):
+            if word in self.words and self._first_content_word(scope[position + 1 :]) not in self.not_a_negation_before:
+                return True
+        joined = " ".join(scope)
+        return any(phrase in joined for phrase in self.phrases)
+
+    def _first_content_word(self, words: list[str]) -> str:
+        return next((word for word in words if word not in self.reach_through), "")
+
+    def negates_chinese(self, text_before: str) -> bool:
+        """Chinese negators stand directly before what they negate ("没有发烧", "没有想伤害自己")."""
+        return any(text_before.rstrip().endswith(negator) for negator in self.chinese)
+
+
+class HistoryCues(Strict):
+    """language/history.yaml: words that put a named treatment in the past ("after a transplant", "the Kasai
+    failed"), so a referral lists it as history and not as the treatment the family asks about."""
+
+    REACH: ClassVar[int] = 3  # words before the term a cue may stand
+
+    before: frozenset[str]
+    after: tuple[str, ...]  # words or phrases directly after the term
+    chinese_before: tuple[str, ...]
+    chinese_after: tuple[str, ...]
+
+    def in_the_past(self, words_before: list[str], words_after: list[str]) -> bool:
+        near = []
+        for word in reversed(words_before[-self.REACH :]):
+            if word == ",":
+                break
+            near.append(word)
+        following = " ".join(words_after[:4])
+        return bool(self.before.intersection(near)) or any(
+            following == cue or following.startswith(cue + " ") for cue in self.after)
+
+    def in_the_past_chinese(self, text_before: str, text_after: str) -> bool:
+        return any(text_before.endswith(cue) for cue in self.chinese_before) or any(
+            text_after.startswith(cue) for cue in self.chinese_after)
+
+
+class PatientCues(Strict):
+    """language/patient.yaml: messages that name someone who is not the patient, read alike by understanding and
+    safety. A nursing mother writing about her own breast names the baby she feeds: its age is not the patient's,
+    and "38.1" is her fever, not a feverish newborn's."""
+
+    nursing_mother: tuple[str, ...]
+
+    @cached_property
+    def _nursing_mother(self) -> list[re.Pattern[str]]:
+        return [re.compile(pattern) for pattern in self.nursing_mother]
+
+    def is_nursing_mother(self, normalized: str) -> bool:
+        return any(pattern.search(normalized) for pattern in self._nursing_mother)
+
+    @field_validator("nursing_mother")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"bad pattern {pattern!r}: {error}") from error
+        return patterns
+
+
+@dataclass(frozen=True)
+class Language:
+    """How a message is read, shared by understanding and safety so the two never disagree: what "no" negates,
+    what puts a treatment in the past, and who is not the patient."""
+
+    negation: Negation
+    history: HistoryCues
+    patient: PatientCues
+
+    @classmethod
+    def load(cls, language_dir: Path) -> Language:
+        return cls(negation=load_yaml(language_dir / "negation.yaml", Negation),
+                   history=load_yaml(language_dir / "history.yaml", HistoryCues),
+                   patient=load_yaml(language_dir / "patient.yaml", PatientCues))
 
 
 class CoverageExceptions(Strict):
@@ -241,10 +350,11 @@ class KnowledgeBase:
     intake: dict[str, IntakeGuide]
     vocabulary: list[VocabularyEntry]
     child_codes: dict[str, dict[str, float]]
+    adolescents_keep: frozenset[str]
     specialties: dict[str, Specialty]
     ontology: list[VocabularyEntry]  # ICD-10 and HPO terms (assistant/ontology.py): weaker than the vocabulary
     hospital_ids: dict[str, HospitalId]
-    negation: Negation
+    language: Language
     fingerprint: str
 
     @cached_property
@@ -338,10 +448,10 @@ def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
 
     vocabulary: list[VocabularyEntry] = []
     vocab_dir = knowledge_dir / "vocabulary"
-    child_codes: dict[str, dict[str, float]] = {}
+    child_routing = ChildCodes(child_codes={})
     for path in sorted(vocab_dir.glob("*.yaml")):
         if path.name == "child_codes.yaml":
-            child_codes = load_yaml(path, ChildCodes).child_codes
+            child_routing = load_yaml(path, ChildCodes)
             continue
         vocabulary.extend(load_yaml(path, VocabularyFile).entries)
 
@@ -350,10 +460,11 @@ def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
         sources=sources,
         intake=intake,
         vocabulary=vocabulary,
-        child_codes=child_codes,
+        child_codes=child_routing.child_codes,
+        adolescents_keep=child_routing.adolescents_keep,
         specialties=specialties,
         hospital_ids=hospital_ids,
-        negation=load_yaml(knowledge_dir / "language" / "negation.yaml", Negation),
+        language=Language.load(knowledge_dir / "language"),
         ontology=[VocabularyEntry(term=term, codes=codes, kind="ontology")
                   for term, codes in read_terms(knowledge_dir / ONTOLOGY_TERMS, set(specialties))],
         fingerprint=fingerprint_files(index_inputs(knowledge_dir), knowledge_dir),
@@ -424,7 +535,7 @@ def _check_references(
         for code in entry.codes:
             if code not in base.specialties:
                 raise DataFileError(f"{vocab_dir}: term '{entry.term}': unknown code '{code}'")
-    for adult_code, targets in base.child_codes.items():
+    for adult_code, targets in [*base.child_codes.items(), *((code, {}) for code in base.adolescents_keep)]:
         for code in [adult_code, *targets]:
             if code not in base.specialties:
                 raise DataFileError(f"{vocab_dir / 'child_codes.yaml'}: field '{adult_code}': unknown code '{code}'")

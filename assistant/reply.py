@@ -52,6 +52,8 @@ class ReferralSummary(BaseModel):
     what_they_wrote: list[str]
     conditions_mentioned: list[str]
     treatments_mentioned: list[str]
+    history_mentioned: list[str] = []  # treatments already behind the patient (referrals sent before: empty)
+    tests_mentioned: list[str] = []
     goals: list[str]
     hospital_id: str | None
     department_id: str | None

@@ -25,8 +25,11 @@ from evals.cases import EvalCase
 
 RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.98 emergency recall
 # False alarms on dev the thresholds may spend on more recall: blind sets ran up to 3.3 points above dev, and the
-# issue allows 8% (dev 1,586 cases at 2026-12-03: recall 98.0% at 1.8% false alarms, 99.5% at 2.5%).
-FALSE_ALARM_BUDGET = 0.03
+# issue allows 8% (dev 1,586 cases at 2026-12-03: recall 98.0% at 1.8% false alarms, 99.5% at 2.5%). Lowered
+# from 3% to 2% on 2026-12-04: with 600 more hard emergencies in training, 3% let the message threshold fall to
+# -0.4, where the safety tests' own near-misses (6.9%, ceiling 6%) and urgent messages (7 of 61, ceiling 10%)
+# failed; at 2% (-0.15) both hold, for one dev emergency of 580 (recall 99.5% to 99.3%).
+FALSE_ALARM_BUDGET = 0.02
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)

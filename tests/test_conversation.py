@@ -59,6 +59,12 @@ def test_a_patients_job_in_a_symptom_story_does_not_make_it_off_topic(assistant)
     assert not reply.out_of_scope and reply.recommendations
 
 
+def test_a_student_with_symptoms_is_a_patient_not_a_homework_question(assistant):
+    reply = talk(assistant, "My exam is next week but my eczema has flared up badly on both hands. "
+                            "Which dermatologist in Shanghai?")[0]
+    assert not reply.out_of_scope and reply.recommendations
+
+
 def test_a_generic_cancer_message_asks_which_organ_then_recommends(assistant):
     first, second = talk(assistant, "I have cancer and want treatment in Shanghai", "it's in my lung")
     assert first.question and "organ" in first.question.lower()
@@ -157,6 +163,49 @@ def test_the_referral_summary_holds_only_what_the_user_wrote(assistant):
     assert "> I'm 62 and my multiple myeloma relapsed twice" in reply.text  # shown as typed, no entities
 
 
+@pytest.mark.parametrize(("text", "age"), [
+    ("Our 8 month old baby girl has biliary atresia and needs a liver transplant", "8 months"),
+    ("我们宝宝3个月大，胆道闭锁，想做肝移植", "3 months"),
+    ("my 6 week old son has a heart defect that needs surgery", "6 weeks"),
+    ("My 62-year-old father's multiple myeloma relapsed twice", "62 years"),
+])
+def test_the_referral_states_an_infants_age_in_weeks_or_months_never_age_0(assistant, text, age):
+    conv = assistant.start()
+    assistant.reply(conv, text)
+    reply = assistant.reply(conv, "referral summary please")
+    assert conv.referral.patient["age"] == age
+    assert f"age {age}" in reply.text and "age 0" not in reply.text
+
+
+def test_a_baby_without_an_age_routes_as_an_infant_but_the_summary_states_no_age(assistant):
+    conv = assistant.start()
+    assistant.reply(conv, "our baby has biliary atresia, we want a liver transplant in Shanghai")
+    assistant.reply(conv, "referral summary please")
+    assert conv.referral.patient["age"] is None and conv.referral.patient["who"] == "child"
+
+
+def test_past_and_failed_procedures_are_history_and_tests_are_not_treatments(assistant):
+    conv = assistant.start()
+    assistant.reply(conv, "My father's multiple myeloma relapsed after a stem cell transplant. He had a PET-CT scan "
+                          "and a bone marrow biopsy last month. We are looking for CAR-T in Shanghai.")
+    assistant.reply(conv, "referral summary please")
+    summary = conv.referral
+    assert "car-t" in [t.lower() for t in summary.treatments_mentioned]
+    assert "stem cell transplant" in summary.history_mentioned
+    assert "bone marrow biopsy" in summary.tests_mentioned
+    assert not {"bone marrow biopsy", "stem cell transplant"} & set(summary.treatments_mentioned)
+
+
+def test_a_kasai_that_failed_is_history_in_english_and_in_chinese(assistant):
+    for text in ("Our 10 month old had the Kasai at 2 months but it failed, the doctors say liver transplant",
+                 "我们宝宝10个月大，葛西手术失败了，医生说要做肝移植"):
+        conv = assistant.start()
+        assistant.reply(conv, text)
+        assistant.reply(conv, "referral summary please")
+        assert conv.referral.history_mentioned, text
+        assert not {"kasai", "葛西手术"} & set(conv.referral.treatments_mentioned), text
+
+
 def test_user_text_is_never_echoed_as_html(assistant):
     conv = assistant.start()
     assistant.reply(conv, "I'm 40 <script>alert(1)</script> with lupus <b>help</b>")
@@ -171,6 +220,7 @@ def test_user_text_is_never_echoed_as_html(assistant):
     "Can you recommend a good vet in Shanghai? My cat has been sneezing for a week and has goopy eyes.",
     "Could you write me a cover letter for a marketing manager job at a tech company in Shanghai?",
     "帮我写一首关于上海秋天的七言绝句",
+    "For my pharmacology homework: explain how metformin works and list two common side effects.",
 ])
 def test_out_of_scope_messages_get_a_polite_decline_and_no_recommendation(assistant, text):
     reply = talk(assistant, text)[0]

@@ -64,6 +64,14 @@ def test_child_with_leukemia_never_gets_adult_hematology(rank):
     assert first_code_in(top, "pediatric_hematology_oncology")
 
 
+def test_a_teenagers_acne_goes_to_an_adult_skin_clinic_a_young_childs_to_a_childrens_department(rank, kb):
+    teenager = rank("I'm 16 and my acne is really bad, painful lumps on my chin and back, the creams did nothing")
+    assert teenager[0].specialties[0] == "dermatology"
+    assert kb.departments[teenager[0].department_id].audience in ("adult", "both")
+    child = rank("my son is 6 and has eczema on his face and arms")
+    assert all(kb.departments[c.department_id].audience != "adult" for c in child)
+
+
 def test_child_with_congenital_heart_disease_ranks_pediatric_cardiology(rank):
     top = rank("our 2 year old has tetralogy of fallot and needs heart surgery")
     assert first_code_in(top, "pediatric_cardiology")

@@ -121,7 +121,7 @@ def test_a_broken_rule_file_names_the_file(tmp_path, kb):
         (tmp_path / name).write_text((PROJECT_ROOT / "knowledge" / "safety" / name).read_text(encoding="utf-8"))
     (tmp_path / "red_flags.yaml").write_text("terms: {a: ['(unclosed']}\nrules: []\ncontext: {}\n")
     with pytest.raises(DataFileError, match="red_flags.yaml"):
-        SafetyChecker.load(tmp_path, kb.negation)
+        SafetyChecker.load(tmp_path, kb.language)
 
 
 @pytest.mark.parametrize("text", [
@@ -232,3 +232,45 @@ def test_danger_signs_in_other_words_than_the_first_rules_knew_are_emergencies(a
 ])
 def test_not_answering_to_a_name_and_signs_ruled_out_in_a_list_are_not_emergencies(assistant, text):
     assert not triage(assistant, text).is_emergency
+
+
+def danger_words(assistant: Assistant, text: str) -> set[str]:
+    return assistant.engine.safety.danger_words(assistant.engine.read(text).normalized)
+
+
+@pytest.mark.parametrize("text", [
+    "To be clear, I'm not having any thoughts of harming myself or ending my life.",
+    "No sweating, nothing going into my arm or jaw, not short of breath.",
+    "没有想伤害自己的念头，就是睡不好。",
+])
+def test_a_negation_reaches_through_light_words_to_what_it_negates(assistant, text):
+    assert danger_words(assistant, text) == set()
+
+
+@pytest.mark.parametrize("text", [
+    "I had no appetite and then started vomiting blood.",
+    "I've never had anything like this crushing chest pain.",
+    "not sure what is happening, he is not breathing",
+])
+def test_a_negation_stops_at_and_then_like_or_a_comma(assistant, text):
+    assert danger_words(assistant, text)
+
+
+def test_a_nursing_mothers_own_fever_is_not_read_as_a_feverish_newborn(assistant):
+    mother = "Breastfeeding my 3 week old. My left breast has a red hot sore lump, temp 38.1 and I ache all over."
+    assert not triage(assistant, mother).is_emergency
+    baby = "Breastfeeding my 3 week old, he has a temperature of 38.2 and is very sleepy and not feeding."
+    assert triage(assistant, baby).is_emergency
+
+
+def test_a_leaflets_warning_is_not_a_symptom(assistant):
+    text = ("I'm 22 and started sertraline 10 days ago. The leaflet says it can cause suicidal thoughts in young "
+            "people. I feel jittery and sleep badly; who can adjust it in Shanghai?")
+    assert not triage(assistant, text).is_emergency
+
+
+def test_carrying_an_epipen_after_an_old_reaction_is_not_an_emergency_using_one_is(assistant):
+    old = ("My son is 7 and had anaphylaxis to cashew when he was 3 (fine now, carries an EpiPen). "
+           "We'd like allergy testing in Shanghai.")
+    assert not triage(assistant, old).is_emergency
+    assert danger_words(assistant, "We gave him his EpiPen ten minutes ago and he is still wheezing.")

@@ -302,6 +302,7 @@ def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(li
     card = page.locator(f"[data-referral='{referral_id}']")
     card.wait_for(timeout=10_000)
     assert "lin.family@example.org" in card.inner_text() and "<b>urgent</b>" in card.inner_text()
+    assert "age 62 years" in card.inner_text()
     assert card.locator("b").count() == 0  # the patient's text is shown, never rendered
     card.locator("select.status").select_option("contacted")
     page.wait_for_timeout(500)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from assistant.case import Case
+from assistant.case import Case, age_in_words
 from assistant.knowledge import KnowledgeBase
 from assistant.reply import IntakeItem, Recommendation, ReferralSummary, Reply
 from assistant.turn.safety import EmergencyNumbers
@@ -170,13 +170,18 @@ class Composer:
 
     # --- referral -------------------------------------------------------------------------------
     def referral(self, case: Case, pointed: Recommendation | None, widget_hospital: str | None) -> ReferralSummary:
-        patient: dict[str, str | float | None] = {"who": case.who, "age_years": case.age_years,
+        age = None if case.age_years is None or case.age_assumed else case.age_years
+        patient: dict[str, str | float | None] = {"who": case.who, "age_years": age,
+                                                  "age": age_in_words(age) if age is not None else None,
                                                   "location": case.location}
         return ReferralSummary(
             patient=patient,
             what_they_wrote=within_budget(case.texts, REFERRAL_TEXT_CHARS),
-            conditions_mentioned=[t for t in dict.fromkeys(case.terms) if t not in case.treatments],
+            conditions_mentioned=[t for t in dict.fromkeys(case.terms)
+                                  if t not in {*case.treatments, *case.history, *case.tests}],
             treatments_mentioned=case.treatments,
+            history_mentioned=case.history,
+            tests_mentioned=case.tests,
             goals=sorted(case.goals),
             hospital_id=pointed.hospital_id if pointed else widget_hospital,
             department_id=pointed.department_id if pointed else None,

@@ -77,10 +77,10 @@ class Matcher:
         for chunk in index.chunks:
             self.chunks_by_department[chunk.department_id].append(chunk.id)
 
-    def eligible(self, dept: Department, child: bool, hospital_id: str | None) -> bool:
+    def eligible(self, dept: Department, audiences: frozenset[str], hospital_id: str | None) -> bool:
         if hospital_id and dept.hospital_id != hospital_id:
             return False
-        return dept.audience != ("adult" if child else "pediatric")
+        return dept.audience in audiences
 
     def specialty_fit(self, dept: Department, scores: dict[str, float]) -> tuple[float, str | None]:
         """Best weighted code overlap, normalised by the case's strongest code, and that code."""
@@ -141,8 +141,8 @@ class Matcher:
              limit: int = 10) -> list[Recommendation]:
         query_vector = self.query_vector(case, message)
         scores = self.code_scores(case, query_vector)
-        child = self.understander.patient_is_child(case)
-        eligible = [d for d in self.departments.values() if self.eligible(d, child, hospital_id)]
+        audiences = self.understander.audiences(case)
+        eligible = [d for d in self.departments.values() if self.eligible(d, audiences, hospital_id)]
         if not eligible:
             return []
         where = {"hospital_id": hospital_id} if hospital_id else None

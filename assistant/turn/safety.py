@@ -23,7 +23,7 @@ from pydantic import Field
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
-from assistant.knowledge import Negation, Source
+from assistant.knowledge import Language, Source
 from assistant.learned import LearnedModels, Thresholds
 from assistant.reply import SEVERITY, Level
 from assistant.text import has_cjk
@@ -35,10 +35,8 @@ CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others", "self_harm_s
 CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
 )
-NEGATION_WINDOW = 4
-COORDINATED_WINDOW = 10  # "not having any thoughts of hurting myself or ending my life": "or" carries the "not"
+WORD_OR_COMMA = re.compile(r"[a-z]+|,")
 CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
-NOT_A_NEGATION_AFTER = frozenset({"sure", "certain", "know", "only", "just"})
 STORY_SENTENCES = 3  # from this many sentences a message is a story, where an off-topic word can be background
 
 
@@ -88,7 +86,7 @@ class ExemplarFile(Strict):
 class ScopeFile(Strict):
     injection: list[str]
     off_topic: list[str]
-    animal_patient: list[str]
+    not_about_care: list[str]  # an animal as the patient, or a study question: medical words, no patient of ours
     margin: float
     crisis_guard: float
     in_scope_examples: list[str]
@@ -217,7 +215,7 @@ class SafetyChecker:
     rules_file: RedFlagFile
     exemplars: ExemplarFile
     numbers: EmergencyNumbers
-    negation: Negation
+    language: Language  # shared with understanding: what "no" negates, who is not the patient
     scope: ScopeFile
     guidance: Guidance
     embedder: Embedder | None = None  # None: the rules and numbers alone
@@ -229,7 +227,7 @@ class SafetyChecker:
     _off_topic_vectors: np.ndarray | None = None
 
     @classmethod
-    def load(cls, safety_dir: Path, negation: Negation, embedder: Embedder | None = None,
+    def load(cls, safety_dir: Path, language: Language, embedder: Embedder | None = None,
              learned: LearnedModels | None = None, thresholds: Thresholds | None = None) -> SafetyChecker:
         checker = cls(
             rules_file=with_chinese(load_yaml(safety_dir / "red_flags.yaml", RedFlagFile),
@@ -238,7 +236,7 @@ class SafetyChecker:
             scope=load_yaml(safety_dir / "scope.yaml", ScopeFile),
             numbers=load_yaml(safety_dir / "emergency_numbers.yaml", EmergencyNumbers),
             guidance=load_yaml(safety_dir / "guidance.yaml", Guidance),
-            negation=negation,
+            language=language,
             embedder=embedder,
             learned=learned,
             thresholds=thresholds,
@@ -285,7 +283,7 @@ class SafetyChecker:
             self._story = _compile(context.third_party_story)
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
-            self._animal_patient = _compile(self.scope.animal_patient)
+            self._not_about_care = _compile(self.scope.not_about_care)
         except re.error as error:
             raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
         for rule in self.rules_file.rules:
@@ -324,19 +322,8 @@ class SafetyChecker:
 
     def _negated(self, clause: str, start: int) -> bool:
         before = clause[:start]
-        before = before.rsplit(",", 1)[-1]  # a comma ends the reach of "no": "no fever, vomiting blood"
-        if any(before.endswith(n) or before.endswith(n + " ") for n in self.negation.chinese):
-            return True
-        words = re.findall(r"[a-z]+", before)
-        words = words[-COORDINATED_WINDOW:] if words and words[-1] in ("or", "nor") else words[-NEGATION_WINDOW:]
-        for i, word in enumerate(words):
-            following = words[i + 1] if i + 1 < len(words) else ""
-            if following in NOT_A_NEGATION_AFTER:
-                continue
-            if word in self.negation.words:
-                return True
-        joined = " ".join(words)
-        return any(phrase in joined for phrase in self.negation.phrases)
+        negation = self.language.negation
+        return negation.negates_chinese(before) or negation.negates(WORD_OR_COMMA.findall(before))
 
     def present_terms(self, clauses: list[Clause]) -> set[str]:
         """Terms found, not negated, in any clause; a clause without Chinese letters skips the Chinese patterns
@@ -365,12 +352,13 @@ class SafetyChecker:
         clauses = self.clauses(message.normalized)
         now = self.present_terms([c for c in clauses if c.counts])
         real = self.present_terms([c for c in clauses if c.real])
-        present = now | (real & CONTEXT_TERMS)
+        not_the_patient = self._not_the_patient(message.normalized)
+        present = (now | (real & CONTEXT_TERMS)) - not_the_patient
         after_event = self._families_after_a_past_event(clauses)
         present_after_event = present  # what the event left is not new: only clauses with a sign of now count
         if after_event:
             plainly_now = self.present_terms([c for c in clauses if c.counts and _any(self._acute, c.text)])
-            present_after_event = plainly_now | (real & CONTEXT_TERMS)
+            present_after_event = (plainly_now | (real & CONTEXT_TERMS)) - not_the_patient
         best = Triage()
         for rule in self.rules_file.rules:
             if rule.level == "urgent":
@@ -385,6 +373,11 @@ class SafetyChecker:
             if other is not None and SEVERITY[other.level] > SEVERITY[best.level]:
                 best = other
         return best
+
+    def _not_the_patient(self, normalized: str) -> frozenset[str]:
+        """Who-terms that name someone other than the patient: the baby a mother feeds, when she writes about
+        her own breast ("breastfeeding my 3 week old, my left breast is red and hot, 38.1" is her fever)."""
+        return frozenset({"infant", "child"}) if self.language.patient.is_nursing_mother(normalized) else frozenset()
 
     def _families_after_a_past_event(self, clauses: list[Clause]) -> set[str]:
         """Families whose lasting event ("he had a stroke 4 months ago") a clause about the past names."""
@@ -434,12 +427,12 @@ class SafetyChecker:
 
     def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope;
-        an animal's symptoms ("which vet for my cat's eyes?") are not ours to route.
+        an animal's symptoms ("which vet for my cat's eyes?") and homework about insulin are not ours to route.
 
         The patterns catch the common topics, unless a story of several sentences reads more like a patient's
         than like the off-topic examples; the examples catch the rest by meaning.
         """
-        if has_medical_terms and not _any(self._animal_patient, message.normalized):
+        if has_medical_terms and not _any(self._not_about_care, message.normalized):
             return False
         named_topic = _any(self._off_topic, message.normalized)
         if self._off_topic_vectors is None or message.is_chinese:

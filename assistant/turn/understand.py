@@ -13,17 +13,16 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from assistant.case import ADULT_AGE, Case, Reading, TermHit, without_negated_terms
-from assistant.knowledge import KnowledgeBase, Negation, VocabularyEntry
+from assistant.knowledge import HistoryCues, KnowledgeBase, Negation, VocabularyEntry
 from assistant.text import APOSTROPHES, CJK_RUN, WORD, normalize, tokens_of_normalized
 from assistant.turn.message import Message
 
 MAX_TERM_WORDS = 6
+ADOLESCENT_AGE = 14  # Chinese pediatric departments see children up to 14; older teenagers also see adult clinics
 # "lump in my breast" is the vocabulary's "lump in breast": these words never decide a match
 FILLER_WORDS = frozenset("my his her their our your the a an".split())
 CLAUSE_MARK = ","
 TOKEN = re.compile(r"[a-z0-9]+(?:[-+][a-z0-9]+)*|[,;:]")
-NEGATION_WINDOW = 4
-CLAUSE_BREAKS = frozenset(["but", "although", "though", "however", "yet", "except"])
 
 CHILD_WORDS = re.compile(
     r"\b(my|our|her|his|the) (little |baby |newborn |infant |teenage |adopted )?"
@@ -56,14 +55,18 @@ ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (
     r"grandfather|brother|sister|uncle|aunt|friend|colleague|boss)s?\b"
 )
 AGE_PATTERNS = (
-    (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?old\b"), "young"),
-    (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?)(?:-| )old\b"), "years"),
+    # "olds": the possessive "my 14-year-old's asthma" once the apostrophe is gone
+    (re.compile(r"\b(\d{1,2}) ?(?:-| )?(day|week|month)s?(?:-| )?olds?\b"), "young"),
+    (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?)(?:-| )olds?\b"), "years"),
     (re.compile(r"\b(\d{1,3}) ?(?:yo|y/o|y\.o\.)(?![a-z])"), "years"),
     (re.compile(r"\b(\d{2}) ?(?:m|f)\b"), "years"),  # "39F", "60 M"
     (re.compile(r"\b(?:aged|age|he is|she is|hes|shes|son is|daughter is|child is|kid is) (\d{1,3})\b"), "years"),
     (re.compile(r"(\d{1,3}) ?岁"), "years"),
-    (re.compile(r"(\d{1,2}) ?(?:个月|周|天)大"), "young"),
+    (re.compile(r"(\d{1,2}) ?(个月|周|天)大"), "young"),
 )
+UNITS_PER_YEAR = {"day": 365, "week": 52, "month": 12, "天": 365, "周": 52, "个月": 12}
+FED_BABY = re.compile(r"\b(?:my|our|the) (?:\d{1,2} ?(?:-| )?(?:day|week|month)s?(?:-| )?old|son|daughter|little one)\b"
+                      r"|\b(?:baby|newborn|infant)\b")
 FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b(?! ?(?:weeks?|wks?|months?|days?|kg|cm|lbs?|%))")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
@@ -117,11 +120,12 @@ def term_words(term: str) -> tuple[str, ...]:
 class Vocabulary:
     """Fast lookup of vocabulary terms in a message: n-gram dictionary for words, substrings for Chinese."""
 
-    def __init__(self, entries: list[VocabularyEntry], negation: Negation, known_words: set[str] | None = None,
-                 ontology: Sequence[VocabularyEntry] = ()) -> None:
+    def __init__(self, entries: list[VocabularyEntry], negation: Negation, history: HistoryCues,
+                 known_words: set[str] | None = None, ontology: Sequence[VocabularyEntry] = ()) -> None:
         """`ontology`: ICD-10 and HPO terms, matched where no hand-written term of the same words exists; their
         words are known (never corrected) but never typo targets: "pains" must not become a rare syndrome."""
         self.negation = negation
+        self.history = history
         self.by_words: dict[tuple[str, ...], VocabularyEntry] = {}
         self.case_sensitive: dict[str, VocabularyEntry] = {}
         self.chinese: list[VocabularyEntry] = []
@@ -162,7 +166,8 @@ class Vocabulary:
                     continue
                 covered.update(span)
                 hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind,
-                                    negated=_negated(words, start, self.negation)))
+                                    negated=self.negation.negates(words[:start]),
+                                    past=self.history.in_the_past(words[:start], words[start + size :])))
         covered_words = {words[i] for i in covered}
         for token in re.findall(r"[A-Za-z][A-Za-z0-9-]*", text):
             entry = self.case_sensitive.get(token)
@@ -172,23 +177,12 @@ class Vocabulary:
         for entry in self.chinese:
             position = remaining.find(entry.term)
             if position >= 0:
-                negated = any(remaining[max(0, position - 3) : position].endswith(n) for n in self.negation.chinese)
-                hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind, negated=negated))
+                before, after = remaining[:position], remaining[position + len(entry.term) :]
+                hits.append(TermHit(term=entry.term, codes=dict(entry.codes), kind=entry.kind,
+                                    negated=self.negation.negates_chinese(before),
+                                    past=self.history.in_the_past_chinese(before, after)))
                 remaining = remaining.replace(entry.term, " ")  # the longer term wins over its parts
         return hits
-
-
-def _negated(words: list[str], start: int, negation: Negation) -> bool:
-    """A negator shortly before the term, in the same clause, negates it ("no fever", "without pain")."""
-    window = []
-    for word in reversed(words[max(0, start - NEGATION_WINDOW) : start]):
-        if word in CLAUSE_BREAKS or word == CLAUSE_MARK:
-            break
-        window.append(word)
-    if any(word in negation.words for word in window):
-        return True
-    before = " ".join(reversed(window))
-    return any(phrase in before for phrase in negation.phrases)
 
 
 def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
@@ -197,8 +191,8 @@ def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
         match = pattern.search(normalized)
         if match:
             value = int(match.group(1))
-            if unit == "young":
-                return 0.0 if value < 24 else value / 12
+            if unit == "young":  # "8 month old" is 8/12 of a year: the summary says "8 months", never "age 0"
+                return value / UNITS_PER_YEAR[match.group(2)]
             if 0 < value < 120:
                 return float(value)
     if patient_is_writer:
@@ -216,6 +210,18 @@ def without_unborn_baby(normalized: str, raw: str) -> tuple[str, str]:
             raw = raw.replace(word, " ")
         return UNBORN_BABY.sub(" ", normalized), raw
     return normalized, raw
+
+
+def is_teenager(case: Case) -> bool:
+    return case.age_years is not None and ADOLESCENT_AGE <= case.age_years < ADULT_AGE
+
+
+def without_fed_baby(normalized: str, raw: str) -> tuple[str, str]:
+    """A nursing mother writing about her own breast names the baby she feeds: it is not the patient, and its
+    age is not hers."""
+    for word in ZH_CHILD:
+        raw = raw.replace(word, " ")
+    return FED_BABY.sub(" ", normalized), raw
 
 
 def without_child_company(normalized: str) -> str:
@@ -252,9 +258,11 @@ def profile_words(kb: KnowledgeBase) -> set[str]:
 class Understander:
     def __init__(self, kb: KnowledgeBase, everyday_words: set[str] | None = None) -> None:
         """`everyday_words`: words people write often (from the training messages), never corrected as typos."""
-        self.vocabulary = Vocabulary(kb.vocabulary, kb.negation, profile_words(kb) | (everyday_words or set()),
-                                     kb.ontology)
+        self.vocabulary = Vocabulary(kb.vocabulary, kb.language.negation, kb.language.history,
+                                     profile_words(kb) | (everyday_words or set()), kb.ontology)
+        self.patient = kb.language.patient
         self.child_codes = kb.child_codes
+        self.adolescents_keep = kb.adolescents_keep
         self.pediatric_codes = {code for code, spec in kb.specialties.items() if spec.pediatric}
 
     def read(self, message: Message) -> Reading:
@@ -262,6 +270,8 @@ class Understander:
         hits = self.vocabulary.find(message)
         normalized, raw = without_unborn_baby(message.normalized, message.raw)
         normalized = without_child_company(normalized)
+        if self.patient.is_nursing_mother(normalized):
+            normalized, raw = without_fed_baby(normalized, raw)
         location = LOCATION.search(APOSTROPHES.sub("", message.raw))
         return Reading(
             text=message.raw,
@@ -284,18 +294,26 @@ class Understander:
         scores = case.raw_scores()
         child = self.patient_is_child(case)
         if child:
+            teenager = is_teenager(case)
             mapped: dict[str, float] = defaultdict(float)
             for code, weight in scores.items():
                 if code in self.pediatric_codes:
                     mapped[code] += weight
                     continue
-                mapped[code] += weight * 0.5  # departments for all ages may still fit (eyes, ENT, protons)
+                # departments for all ages may still fit (eyes, ENT, protons); a teenager's acne is the skin clinic's
+                mapped[code] += weight if teenager and code in self.adolescents_keep else weight * 0.5
                 for child_code, factor in self.child_codes.get(code, {}).items():
                     mapped[child_code] += weight * factor
             scores = dict(mapped)
         else:
             scores = {code: weight for code, weight in scores.items() if code not in self.pediatric_codes}
         return scores
+
+    def audiences(self, case: Case) -> frozenset[str]:
+        """The departments a patient may be seen in: a teenager of 14 or more in adult and children's alike."""
+        if not self.patient_is_child(case):
+            return frozenset({"adult", "both"})
+        return frozenset({"adult", "pediatric", "both"}) if is_teenager(case) else frozenset({"pediatric", "both"})
 
     def patient_is_child(self, case: Case) -> bool:
         """Stated age or relation first; failing that, a case whose strongest code is pediatric is a child's."""
