@@ -171,7 +171,8 @@ class Composer:
     # --- referral -------------------------------------------------------------------------------
     def referral(self, case: Case, pointed: Recommendation | None, widget_hospital: str | None) -> ReferralSummary:
         age = None if case.age_years is None or case.age_assumed else case.age_years
-        patient: dict[str, str | float | None] = {"who": case.who, "age_years": age,
+        who = case.who or ("child" if age is not None and case.is_child else None)  # "our 8 month old": a child
+        patient: dict[str, str | float | None] = {"who": who, "age_years": age,
                                                   "age": age_in_words(age) if age is not None else None,
                                                   "location": case.location}
         return ReferralSummary(
