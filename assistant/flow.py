@@ -86,6 +86,8 @@ class Assistant:
     def _turn(self, conv: Conversation, message: Message) -> Reply:
         engine = self.engine
         triage = engine.safety.triage(message)
+        if engine.safety.is_an_animals_emergency(message, triage):
+            return self._reply(self.composer.render("animal_emergency.md.j2"), out_of_scope=True)
         conv.note_triage(triage.level)
         if triage.is_emergency:
             conv.shortlist = []

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, RootModel, field_validator
 
+from assistant.case import ADULT_AGE
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.ontology import read_terms
 
@@ -144,7 +145,7 @@ class IntakeStep(Strict):
 class IntakeGuide(Strict):
     topic: Literal[
         "records", "translation", "imaging", "pre_consultation", "first_visit",
-        "visa", "payment", "insurance", "data_protection",
+        "visa", "payment", "insurance", "data_protection", "donation",
     ]
     title: str
     steps: list[IntakeStep] = Field(min_length=1)
@@ -266,15 +267,50 @@ class PatientCues(Strict):
     and "38.1" is her fever, not a feverish newborn's."""
 
     nursing_mother: tuple[str, ...]
+    own_age: tuple[str, ...]
+    child_as_company: tuple[str, ...]
+    someone_else_ill: tuple[str, ...]
 
     @cached_property
     def _nursing_mother(self) -> list[re.Pattern[str]]:
         return [re.compile(pattern) for pattern in self.nursing_mother]
 
+    @cached_property
+    def _own_age(self) -> list[re.Pattern[str]]:
+        return [re.compile(pattern) for pattern in self.own_age]
+
+    @cached_property
+    def _child_as_company(self) -> list[re.Pattern[str]]:
+        return [re.compile(pattern) for pattern in self.child_as_company]
+
+    @cached_property
+    def _someone_else_ill(self) -> list[re.Pattern[str]]:
+        return [re.compile(pattern) for pattern in self.someone_else_ill]
+
+    def names_someone_else_ill(self, normalized: str) -> bool:
+        return any(pattern.search(normalized) for pattern in self._someone_else_ill)
+
     def is_nursing_mother(self, normalized: str) -> bool:
         return any(pattern.search(normalized) for pattern in self._nursing_mother)
 
-    @field_validator("nursing_mother")
+    def writers_age(self, normalized: str) -> float | None:
+        for pattern in self._own_age:
+            match = pattern.search(normalized)
+            if match and 0 < int(match.group(1)) < 120:
+                return float(match.group(1))
+        return None
+
+    def without_child_company(self, normalized: str) -> str:
+        """A writer who gives their own adult age and names a son as company ("I'm 71 ... where my son lives") is
+        the patient; the mention is left out of deciding who."""
+        age = self.writers_age(normalized)
+        if age is None or age < ADULT_AGE:
+            return normalized
+        for pattern in self._child_as_company:
+            normalized = pattern.sub(" ", normalized)
+        return normalized
+
+    @field_validator("nursing_mother", "own_age", "child_as_company", "someone_else_ill")
     @classmethod
     def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in patterns:

@@ -274,3 +274,57 @@ def test_carrying_an_epipen_after_an_old_reaction_is_not_an_emergency_using_one_
            "We'd like allergy testing in Shanghai.")
     assert not triage(assistant, old).is_emergency
     assert danger_words(assistant, "We gave him his EpiPen ten minutes ago and he is still wheezing.")
+
+
+def test_new_numbness_when_wiping_or_trouble_peeing_on_years_of_back_pain_is_cauda_equina(assistant):
+    text = ("I've had lower back pain on and off for years from a slipped disc and take naproxen. Since yesterday "
+            "the pain goes down both legs and I can't really feel the toilet paper when I wipe.")
+    assert triage(assistant, text).is_emergency
+    years_only = "I've had lower back pain on and off for years from a slipped disc. Which spine surgeon in Shanghai?"
+    assert not triage(assistant, years_only).is_emergency
+
+
+def test_a_grown_child_who_urges_a_check_up_does_not_make_the_writer_a_child(assistant):
+    writer = ("I'm 70. Over the last few months my ankles swell by evening and lately I need three pillows or I "
+              "feel out of breath lying flat. My daughter wants me to get it looked at while I'm visiting her.")
+    assert not triage(assistant, writer).is_emergency
+    son = "I'm 34 and my son will come with me. He has had a fever of 39 and is floppy and hard to wake."
+    assert triage(assistant, son).is_emergency
+
+
+@pytest.mark.parametrize("text", [
+    "my blood pressure is 135/85 and my blood sugar is fine",  # blood pressure is no bleeding
+    "the other person in the room has a bad cough",  # "person" holds no son
+    "my kidney function test came back normal",  # "kidney" holds no kid
+])
+def test_words_inside_other_words_are_not_danger_signs_or_a_child(assistant, text):
+    assert not danger_words(assistant, text)
+    safety = assistant.engine.safety
+    assert "child" not in safety.present_terms(safety.clauses(assistant.engine.read(text).normalized))
+
+
+def test_a_febrile_seizure_that_is_over_and_was_diagnosed_is_not_urgent_now(assistant):
+    text = ("Last year my daughter had a febrile seizure at 18 months when she had a high temperature. It lasted "
+            "a minute; the hospital said it was a simple febrile convulsion. She is 2.5 now. Can we see a "
+            "children's neurologist about the chance of epilepsy?")
+    assert triage(assistant, text).level == "routine"
+
+
+def test_a_plan_told_through_stockpiled_pills_and_a_letter_to_the_children_gets_the_crisis_reply(assistant):
+    text = "最近实在撑不下去了。安眠药我已经攒够了，给孩子的信也写好了，等这个周末过完就不会再拖累家里人了。"
+    result = triage(assistant, text)
+    assert result.is_emergency and result.is_crisis
+
+
+def test_a_pets_emergency_sends_it_to_a_vet_and_a_persons_never_is_declined(assistant):
+    dog = assistant.reply(assistant.start(), "My dog ate half a bar of dark chocolate an hour ago and is now "
+                          "shaking and vomiting. Which vet in Jing'an is open now?")
+    assert dog.out_of_scope and dog.triage == "routine"
+    assert "emergency vet now" in dog.text and "120" in dog.text
+    assert not any(word in dog.text.lower() for word in TRAVEL_WORDS)
+    bitten = assistant.reply(assistant.start(), "My dog bit me and my hand is bleeding heavily and won't stop. "
+                             "Is the vet open?")
+    assert bitten.triage == "emergency" and not bitten.out_of_scope
+    grief = assistant.reply(assistant.start(), "The vet couldn't save my dog. I have saved up my pills and I don't "
+                            "want to be here after this weekend.")
+    assert grief.triage == "emergency" and not grief.out_of_scope

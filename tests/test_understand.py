@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from assistant.case import Case
+from assistant.knowledge import Language
 from assistant.text import normalize, search_tokens
 from assistant.turn.understand import detect_age, detect_who
 
@@ -37,11 +39,22 @@ def test_chinese_text_becomes_character_bigrams():
 
 
 @pytest.mark.parametrize(("text", "age"), [
-    ("my 6 week old son", 6 / 52), ("she is 4 years old", 4.0), ("I'm 62 and retired", 62.0),
+    ("my 6 week old son", 6 / 52), ("she is 4 years old", 4.0), ("aged 62 and retired", 62.0),
     ("a 15-year-old girl", 15.0), ("我女儿5岁", 5.0), ("my 8 month old", 8 / 12), ("宝宝3个月大", 0.25),
 ])
 def test_ages_are_read_in_common_forms(text, age):
     assert detect_age(normalize(text)) == pytest.approx(age, abs=0.01)
+
+
+LANGUAGE = Language.load(Path(__file__).resolve().parents[1] / "knowledge" / "language")
+
+
+@pytest.mark.parametrize(("text", "age"), [
+    ("I'm 62 and retired", 62.0), ("i am 45, slipped disc", 45.0), ("I have 52 years, my leg is red", 52.0),
+    ("I'm 30 weeks pregnant", None), ("im 70kg", None),
+])
+def test_the_writers_own_age_is_theirs_and_not_a_pregnancy_or_a_weight(text, age):
+    assert LANGUAGE.patient.writers_age(normalize(text)) == age
 
 
 @pytest.mark.parametrize(("text", "who"), [

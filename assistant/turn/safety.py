@@ -14,6 +14,7 @@ Three readers, and the highest level any of them gives wins (a later one may rai
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,6 @@ CLAUSE_SPLIT = re.compile(
     r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
 )
 WORD_OR_COMMA = re.compile(r"[a-z]+|,")
-CONTEXT_TERMS = frozenset({"child", "infant", "pregnant", "on_chemo", "sudden"})  # who and when, not a symptom
 STORY_SENTENCES = 3  # from this many sentences a message is a story, where an off-topic word can be background
 
 
@@ -55,6 +55,7 @@ class ChineseRedFlags(Strict):
 
 
 class Context(Strict):
+    background: list[str]  # terms for who and the setting, read from any clause about the person
     past: list[str]
     hypothetical: list[str]
     chronic: list[str]
@@ -83,10 +84,17 @@ class ExemplarFile(Strict):
     calm: list[str]
 
 
+class AnimalPatient(Strict):
+    pet: list[str]
+    vet: list[str]
+    person: list[str]
+
+
 class ScopeFile(Strict):
     injection: list[str]
     off_topic: list[str]
     not_about_care: list[str]  # an animal as the patient, or a study question: medical words, no patient of ours
+    animal_patient: AnimalPatient
     margin: float
     crisis_guard: float
     in_scope_examples: list[str]
@@ -206,6 +214,7 @@ class Clause:
     text: str
     counts: bool  # about now: not the past, a chronic state, a hypothetical or a general question
     real: bool  # about the person at all (not a hypothetical, a question or someone else's story)
+    over: bool = False  # about the person, but in the past and over ("last year she had a febrile seizure")
 
 
 @dataclass
@@ -222,6 +231,7 @@ class SafetyChecker:
     learned: LearnedModels | None = None  # None: no classifier (rules and numbers alone)
     thresholds: Thresholds | None = None
     terms: dict[str, list[re.Pattern[str]]] = field(default_factory=dict)
+    background: frozenset[str] = frozenset()
     _exemplar_vectors: np.ndarray | None = None
     _in_scope_vectors: np.ndarray | None = None
     _off_topic_vectors: np.ndarray | None = None
@@ -284,8 +294,13 @@ class SafetyChecker:
             self._injection = _compile(self.scope.injection)
             self._off_topic = _compile(self.scope.off_topic)
             self._not_about_care = _compile(self.scope.not_about_care)
+            animal = self.scope.animal_patient
+            self._animal = (_compile(animal.pet), _compile(animal.vet), _compile(animal.person))
         except re.error as error:
             raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: bad pattern: {error}") from error
+        self.background = frozenset(context.background)
+        for unknown in self.background - self.terms.keys():
+            raise DataFileError(f"{safety_dir / 'red_flags.yaml'}: context.background names unknown term '{unknown}'")
         for rule in self.rules_file.rules:
             for term in rule.all:
                 if term not in self.terms:
@@ -308,7 +323,7 @@ class SafetyChecker:
             start = end_mark.end() if end_mark else len(normalized)
             if part:
                 real = self._about_the_person(part, asked)
-                clauses.append(Clause(part, real and self._about_now(part), real))
+                clauses.append(Clause(part, real and self._about_now(part), real, real and self._over(part)))
         return clauses
 
     def _about_the_person(self, clause: str, asked: bool) -> bool:
@@ -320,49 +335,57 @@ class SafetyChecker:
     def _about_now(self, clause: str) -> bool:
         return not ((_any(self._past, clause) or _any(self._chronic, clause)) and not _any(self._acute, clause))
 
+    def _over(self, clause: str) -> bool:
+        return _any(self._past, clause) and not _any(self._chronic, clause) and not _any(self._acute, clause)
+
     def _negated(self, clause: str, start: int) -> bool:
         before = clause[:start]
         negation = self.language.negation
         return negation.negates_chinese(before) or negation.negates(WORD_OR_COMMA.findall(before))
 
     def present_terms(self, clauses: list[Clause]) -> set[str]:
-        """Terms found, not negated, in any clause; a clause without Chinese letters skips the Chinese patterns
-        (most of the patterns, and most of the time a turn spends here)."""
-        present = set()
-        chinese = [has_cjk(clause.text) for clause in clauses]
-        for name in self.terms:
-            for clause, in_chinese in zip(clauses, chinese, strict=True):
-                patterns = self.terms[name] if in_chinese else self._latin_terms[name]
-                if any(not self._negated(clause.text, m.start()) for p in patterns for m in p.finditer(clause.text)):
-                    present.add(name)
-                    break
-        return present
+        """Terms found, not negated, in any of the clauses."""
+        return set().union(*(self._terms_in(clause.text) for clause in clauses))
+
+    def _terms_in(self, clause: str) -> set[str]:
+        """A clause without Chinese letters skips the Chinese patterns (most of the patterns, and most of the
+        time a turn spends here)."""
+        terms = self.terms if has_cjk(clause) else self._latin_terms
+        return {name for name, patterns in terms.items()
+                if any(not self._negated(clause, m.start()) for p in patterns for m in p.finditer(clause))}
 
     def danger_words(self, normalized: str) -> set[str]:
         """Terms of the emergency rules found, not negated, in clauses about the person, now or in the past
         ("no chest pain" has none; "he had chest pain in 2019" has one)."""
         emergency_terms = {term for rule in self.rules_file.rules if rule.level == "emergency" for term in rule.all}
         real = [clause for clause in self.clauses(normalized) if clause.real]
-        return self.present_terms(real) & (emergency_terms - CONTEXT_TERMS)
+        return self.present_terms(real) & (emergency_terms - self.background)
 
     def triage(self, message: Message) -> Triage:
         """Emergency rules read clauses about now; who the patient is (child, pregnant) counts from any clause;
-        urgent rules also read chronic and past clauses, since "coughing for 3 weeks" needs a doctor soon.
+        urgent rules also read chronic clauses, since "coughing for 3 weeks" needs a doctor soon, but not what is
+        over ("last year she had a febrile seizure").
         Numbers and the classifier may only raise what the rules said."""
         clauses = self.clauses(message.normalized)
-        now = self.present_terms([c for c in clauses if c.counts])
-        real = self.present_terms([c for c in clauses if c.real])
+        found = [self._terms_in(clause.text) for clause in clauses]
+
+        def terms_of(wanted: Callable[[Clause], bool]) -> set[str]:
+            return set().union(*(terms for clause, terms in zip(clauses, found, strict=True) if wanted(clause)))
+
+        now = terms_of(lambda c: c.counts)
+        real = terms_of(lambda c: c.real)
+        not_over = terms_of(lambda c: c.real and not c.over)
         not_the_patient = self._not_the_patient(message.normalized)
-        present = (now | (real & CONTEXT_TERMS)) - not_the_patient
+        present = (now | (real & self.background)) - not_the_patient
         after_event = self._families_after_a_past_event(clauses)
         present_after_event = present  # what the event left is not new: only clauses with a sign of now count
         if after_event:
-            plainly_now = self.present_terms([c for c in clauses if c.counts and _any(self._acute, c.text)])
-            present_after_event = (plainly_now | (real & CONTEXT_TERMS)) - not_the_patient
+            plainly_now = terms_of(lambda c: c.counts and _any(self._acute, c.text))
+            present_after_event = (plainly_now | (real & self.background)) - not_the_patient
         best = Triage()
         for rule in self.rules_file.rules:
             if rule.level == "urgent":
-                terms = real
+                terms = not_over | (real & self.background)
             elif rule.family in after_event:
                 terms = present_after_event
             else:
@@ -376,8 +399,17 @@ class SafetyChecker:
 
     def _not_the_patient(self, normalized: str) -> frozenset[str]:
         """Who-terms that name someone other than the patient: the baby a mother feeds, when she writes about
-        her own breast ("breastfeeding my 3 week old, my left breast is red and hot, 38.1" is her fever)."""
-        return frozenset({"infant", "child"}) if self.language.patient.is_nursing_mother(normalized) else frozenset()
+        her own breast ("breastfeeding my 3 week old, my left breast is red and hot, 38.1" is her fever), and
+        the grown child of a writer who gives their own age ("I'm 70 ... my daughter wants me to get it checked"),
+        unless someone else is the one ill ("he has a fever")."""
+        patient = self.language.patient
+        if patient.is_nursing_mother(normalized):
+            return frozenset({"infant", "child"})
+        without_company = patient.without_child_company(normalized)
+        if without_company != normalized and not _any(self.terms["child"], without_company) \
+                and not patient.names_someone_else_ill(normalized):
+            return frozenset({"child"})
+        return frozenset()
 
     def _families_after_a_past_event(self, clauses: list[Clause]) -> set[str]:
         """Families whose lasting event ("he had a stroke 4 months ago") a clause about the past names."""
@@ -422,6 +454,13 @@ class SafetyChecker:
         return None
 
     # --- scope ----------------------------------------------------------------------------------
+    def is_an_animals_emergency(self, message: Message, triage: Triage) -> bool:
+        """A pet and a vet named, no person and no crisis: what reads like an emergency is the animal's."""
+        pet, vet, person = self._animal
+        text = message.normalized
+        return (triage.is_emergency and not triage.is_crisis and _any(pet, text) and _any(vet, text)
+                and not _any(person, text))
+
     def is_injection(self, message: Message) -> bool:
         return any(p.search(message.normalized) for p in self._injection)
 

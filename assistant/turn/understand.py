@@ -41,13 +41,6 @@ PREGNANCY_CONTEXT = re.compile(
 UNBORN_BABY = re.compile(r"\b((a|our|my|the) )?bab(y|ies)\b")
 ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿", "生孩子", "要孩子", "怀不上")
 ZH_UNBORN = ("生孩子", "要孩子", "宝宝", "婴儿", "胎儿")  # "想问一下生孩子的事": the child is not born yet
-# "I'm 71 ... where my son lives", "visiting my son": a child who is company or a place, not the patient
-CHILD_AS_COMPANY = re.compile(
-    r"\b(visit\w*|with|where|near|staying with|living with|joining|meeting) (my|our) "
-    r"(son|daughter|kids?|children|grandson|granddaughter)( lives| works| studies)?\b"
-    r"|\b(my|our) (son|daughter|kids?|children) (lives|works|studies|will (come|travel|translate|help|drive)|"
-    r"helps|translates|booked|found|is (organi[sz]ing|helping|translating|coming))\b"
-)
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
 INFANT_WORDS = re.compile(r"\b(baby|newborn|infant|neonate|preemie)\b")
 ADULT_RELATIVES = re.compile(  # "my 62-year-old father", "my fathers myeloma" (apostrophes are stripped)
@@ -60,14 +53,15 @@ AGE_PATTERNS = (
     (re.compile(r"\b(\d{1,3}) ?(?:-| )?(?:years?|yrs?)(?:-| )olds?\b"), "years"),
     (re.compile(r"\b(\d{1,3}) ?(?:yo|y/o|y\.o\.)(?![a-z])"), "years"),
     (re.compile(r"\b(\d{2}) ?(?:m|f)\b"), "years"),  # "39F", "60 M"
-    (re.compile(r"\b(?:aged|age|he is|she is|hes|shes|son is|daughter is|child is|kid is) (\d{1,3})\b"), "years"),
+    (re.compile(r"\b(?:aged|age|he is|she is|hes|shes|son is|daughter is|child is|kid is|(?:dad|father|mum|mom"
+                r"|mother|husband|wife|partner|brother|sister|grandma|grandmother|grandpa|grandfather) is)"
+                r" (\d{1,3})\b"), "years"),
     (re.compile(r"(\d{1,3}) ?岁"), "years"),
     (re.compile(r"(\d{1,2}) ?(个月|周|天)大"), "young"),
 )
 UNITS_PER_YEAR = {"day": 365, "week": 52, "month": 12, "天": 365, "周": 52, "个月": 12}
 FED_BABY = re.compile(r"\b(?:my|our|the) (?:\d{1,2} ?(?:-| )?(?:day|week|month)s?(?:-| )?old|son|daughter|little one)\b"
                       r"|\b(?:baby|newborn|infant)\b")
-FIRST_PERSON_AGE = re.compile(r"\b(?:i am|im|i m) (\d{1,3})\b(?! ?(?:weeks?|wks?|months?|days?|kg|cm|lbs?|%))")
 ZH_CHILD = ("孩子", "儿子", "女儿", "宝宝", "婴儿", "小孩", "儿童", "新生儿", "孙子", "孙女")
 ZH_ADULT_RELATIVE = ("爸爸", "父亲", "妈妈", "母亲", "丈夫", "妻子", "老公", "老婆", "爷爷", "奶奶")
 # a place is written with a capital ("living in Jakarta"); "I'm in pain" is not a place
@@ -185,8 +179,8 @@ class Vocabulary:
         return hits
 
 
-def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
-    """The patient's age; "I'm 40" is the writer's age, which is the patient's only when writing for themselves."""
+def detect_age(normalized: str) -> float | None:
+    """The age the message states for the patient ("my 8 month old", "aged 62", "39F")."""
     for pattern, unit in AGE_PATTERNS:
         match = pattern.search(normalized)
         if match:
@@ -195,10 +189,6 @@ def detect_age(normalized: str, patient_is_writer: bool = True) -> float | None:
                 return value / UNITS_PER_YEAR[match.group(2)]
             if 0 < value < 120:
                 return float(value)
-    if patient_is_writer:
-        match = FIRST_PERSON_AGE.search(normalized)
-        if match and 0 < int(match.group(1)) < 120:
-            return float(match.group(1))
     return None
 
 
@@ -222,15 +212,6 @@ def without_fed_baby(normalized: str, raw: str) -> tuple[str, str]:
     for word in ZH_CHILD:
         raw = raw.replace(word, " ")
     return FED_BABY.sub(" ", normalized), raw
-
-
-def without_child_company(normalized: str) -> str:
-    """A writer who gives their own adult age and mentions a son as company ("I'm 71 ... where my son lives") is
-    the patient; the mention is left out of deciding who."""
-    own = FIRST_PERSON_AGE.search(normalized)
-    if own and int(own.group(1)) >= ADULT_AGE:
-        return CHILD_AS_COMPANY.sub(" ", normalized)
-    return normalized
 
 
 def detect_who(normalized: str, raw: str) -> str | None:
@@ -269,16 +250,17 @@ class Understander:
         """What one message says; `Case.add` folds it into the conversation's case."""
         hits = self.vocabulary.find(message)
         normalized, raw = without_unborn_baby(message.normalized, message.raw)
-        normalized = without_child_company(normalized)
+        normalized = self.patient.without_child_company(normalized)
         if self.patient.is_nursing_mother(normalized):
             normalized, raw = without_fed_baby(normalized, raw)
         location = LOCATION.search(APOSTROPHES.sub("", message.raw))
+        stated_age = detect_age(normalized)
         return Reading(
             text=message.raw,
             hits=hits,
             who=detect_who(normalized, raw),
-            stated_age=detect_age(normalized, patient_is_writer=False),
-            own_age=detect_age(normalized, patient_is_writer=True),
+            stated_age=stated_age,
+            own_age=stated_age if stated_age is not None else self.patient.writers_age(normalized),
             infant=bool(INFANT_WORDS.search(normalized)),
             goals=detect_goals(message.normalized),
             location=location.group(1).strip() if location else None,
