@@ -25,6 +25,10 @@ from assistant.turn.dialogue import Intent
 from assistant.turn.message import Message
 from assistant.turn.safety import Triage
 
+# Questions about a department on the shortlist, answered from the knowledge (or honestly, where no source states
+# a price or a wait): intent name -> the question the answer template words
+ANSWERED_QUESTIONS = {"ask_cost": "cost", "ask_wait": "wait", "ask_donor": "donor", "ask_eligibility": "eligibility"}
+
 
 @dataclass(frozen=True)
 class TextDelta:
@@ -107,18 +111,24 @@ class Assistant:
         if intent.name == "in_shanghai" or (reading.location or "").lower().startswith("shanghai"):
             conv.in_shanghai = True
         if reading.has_new_facts or (intent.name is None and not conv.shortlist):
+            another_patient = engine.dialogue.is_another_patient(conv.case, reading)
+            if another_patient:
+                conv.start_over()
             conv.case.add(reading)
-            return self._recommend_or_ask(conv, message, triage)
+            if another_patient or not (intent.name in ANSWERED_QUESTIONS and conv.shortlist):
+                return self._recommend_or_ask(conv, message, triage, new_case=another_patient)
         return self._follow_up(conv, intent, triage)
 
-    def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage) -> Reply:
+    def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage,
+                          new_case: bool = False) -> Reply:
         engine = self.engine
+        notes = self._notes(conv, triage, new_case)
         question = engine.dialogue.question_to_ask(conv.case, engine.understander, conv.asked,
                                                    engine.matcher.routing_confidence(conv.case, message))
         if question is not None:
             conv.asked.append(question)
             text = engine.dialogue.question_text(question)
-            return self._reply(self.composer.render("question.md.j2", question=text, **self._notes(conv, triage)),
+            return self._reply(self.composer.render("question.md.j2", question=text, **notes),
                                triage=triage.level, question=text)
         lacking = self._specialty_the_widget_lacks(conv)
         if lacking is not None and conv.widget_hospital is not None:
@@ -126,12 +136,12 @@ class Assistant:
             hospital = self.kb.hospitals[conv.widget_hospital]
             return self._reply(
                 self.composer.render("widget_lacks.md.j2", hospital=hospital.name,
-                                     specialty=self.kb.specialties[lacking].name, **self._notes(conv, triage)),
+                                     specialty=self.kb.specialties[lacking].name, **notes),
                 triage=triage.level,
             )
         conv.shortlist = engine.rank(conv.case, message, conv.widget_hospital)[: self.settings.top_k]
         conv.focus = conv.chosen = None
-        text = self.composer.recommendations(conv.shortlist, notes=self._notes(conv, triage),
+        text = self.composer.recommendations(conv.shortlist, notes=notes,
                                              in_shanghai=conv.in_shanghai)
         return self._reply(text, triage=triage.level, recommendations=conv.shortlist)
 
@@ -150,6 +160,12 @@ class Assistant:
             conv.focus = conv.shortlist.index(pointed)
             template = "detail.md.j2" if intent.name == "detail" else "children.md.j2"
             return self._reply(self.composer.department(template, pointed, notes), **keep)
+        if intent.name in ANSWERED_QUESTIONS:
+            conv.focus = conv.shortlist.index(pointed)
+            items = self.composer.intake_items(self.engine.dialogue.intake_topics(intent), None,
+                                               skip_visa=conv.in_shanghai)
+            return self._reply(self.composer.answer(ANSWERED_QUESTIONS[intent.name], items, pointed, notes),
+                               intake=items, **keep)
         if intent.name == "choose":
             conv.chosen = conv.focus = conv.shortlist.index(pointed)
         topics = self.engine.dialogue.intake_topics(intent) or (["pre_consultation", "first_visit"]
@@ -174,15 +190,16 @@ class Assistant:
                 return conv.shortlist[index]
         return conv.shortlist[0]
 
-    def _notes(self, conv: Conversation, triage: Triage) -> dict[str, bool]:
+    def _notes(self, conv: Conversation, triage: Triage, new_case: bool = False) -> dict[str, bool]:
         """Banners that sit above any reply: an emergency described earlier in the conversation (however the
-        user asks to move on, "stop with the emergency stuff"), urgent care, then the language note (once)."""
+        user asks to move on, "stop with the emergency stuff"), urgent care, a new patient's case started,
+        then the language note (once)."""
         wants_chinese = "zh" in (conv.case.language, conv.language)
         language_note = wants_chinese and not conv.language_note_given and not self.composer.multilingual
         if language_note:
             conv.language_note_given = True
         return {"earlier_emergency": conv.highest_triage == "emergency", "urgent": triage.level == "urgent",
-                "language_note": language_note}
+                "new_case": new_case, "language_note": language_note}
 
     def _specialty_the_widget_lacks(self, conv: Conversation) -> str | None:
         """The case's strongest specialty when the widget's hospital has no department for it."""

@@ -299,3 +299,54 @@ def test_a_conversation_continues_the_same_after_a_round_trip_through_json(assis
     assert restored == original
     assert assistant.reply(restored, "tell me more about the second one").text == \
         assistant.reply(original, "tell me more about the second one").text
+
+
+BILIARY_ATRESIA = ("Our 8 month old baby girl has biliary atresia. The Kasai failed and her doctors say she needs a "
+                   "liver transplant. We live in Jakarta.")
+
+
+def test_questions_about_the_shortlist_are_answered_and_never_with_an_invented_price_or_wait(assistant):
+    conv = assistant.start()
+    first = assistant.reply(conv, BILIARY_ATRESIA)
+    assert first.recommendations
+    donor = assistant.reply(conv, "can I be the donor? I'm her mother")
+    assert "spouse" in donor.text and "under 18" in donor.text  # the regulation, with its source
+    assert donor.recommendations == first.recommendations  # the case and the shortlist are kept
+    cost = assistant.reply(conv, "what does it cost?")
+    wait = assistant.reply(conv, "how long is the wait?")
+    for reply, word in ((cost, "price"), (wait, "waiting time")):
+        assert f"None of my sources states a {word}" in reply.text
+        assert not re.search(r"(¥|\$|€|rmb|cny|usd)\s?\d|\d+\s?(days|weeks|months)\b", reply.text.lower())
+    foreigner = assistant.reply(conv, "can she get it as a foreigner?")
+    hospital = assistant.kb.hospitals[first.recommendations[0].hospital_id]
+    assert all(fact.text in foreigner.text for fact in hospital.international_service)
+    for reply in (donor, cost, wait, foreigner):
+        assert "Sources:" in reply.text and "referral" in reply.text
+
+
+def test_the_second_one_points_at_the_second_recommendation(assistant):
+    conv = assistant.start()
+    first = assistant.reply(conv, "My 62 year old father has relapsed multiple myeloma and wants CAR-T")
+    second = assistant.reply(conv, "how much would the second one cost?")
+    department = assistant.kb.department(first.recommendations[1].department_id)
+    assert department.name in second.text
+
+
+def test_sending_records_gets_each_step_once_and_points_to_the_referral(assistant):
+    conv = assistant.start()
+    assistant.reply(conv, BILIARY_ATRESIA)
+    records = assistant.reply(conv, "how do we send her records?")
+    titles = [item.title for item in records.intake]
+    assert len(titles) == len(set(titles)) <= 8
+    assert "referral" in records.text
+
+
+def test_a_new_patient_in_the_same_conversation_starts_a_new_case_said_in_one_line(assistant):
+    conv = assistant.start(widget_hospital="renji")
+    assistant.reply(conv, BILIARY_ATRESIA)
+    dad = assistant.reply(conv, "also my dad is 62 and has multiple myeloma")
+    assert "new case" in dad.text.lower()
+    assert conv.case.age_years == 62 and conv.case.who == "adult_relative"
+    assert "pediatric" not in dad.text.lower()
+    same = assistant.reply(conv, "he had a stem cell transplant in 2022")
+    assert "new case" not in same.text.lower()

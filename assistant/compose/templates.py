@@ -23,7 +23,7 @@ from assistant.turn.safety import EmergencyNumbers
 
 PIECE = re.compile(r"\S+\s*|\s+")
 INTAKE_ORDER = ("records", "translation", "imaging", "pre_consultation", "first_visit", "visa", "payment",
-                "insurance", "data_protection")
+                "insurance", "data_protection", "donation")
 REFERRAL_TEXT_CHARS = 12_000  # what the user wrote, in a referral: three long messages' worth
 CUT_TEXT_MIN_CHARS = 200
 TEAM_QUESTIONS = (
@@ -159,14 +159,31 @@ class Composer:
     def intake_text(self, items: list[IntakeItem], chosen: Recommendation | None, notes: dict[str, bool],
                     in_shanghai: bool, just_arrived: bool) -> str:
         citations = Citations(self.kb)
-        steps = [{"title": item.title, "text": item.text, "topic": item.topic,
-                  "numbers": [citations.number(s) for s in item.sources]} for item in items]
+        steps = self._steps(items, citations)
         department = None
         if chosen is not None:
             dept, hospital = self.kb.department(chosen.department_id), self.kb.hospitals[chosen.hospital_id]
             department = f"{dept.name}, {hospital.name}"
         return self.render("intake.md.j2", steps=steps, department=department, sources=citations.sources,
                            in_shanghai=in_shanghai, just_arrived=just_arrived, **notes)
+
+    def answer(self, question: str, items: list[IntakeItem], about: Recommendation, notes: dict[str, bool]) -> str:
+        """A question about one department on the shortlist: what the sources say, and for a price or a wait,
+        which no source states, who gives one and when."""
+        citations = Citations(self.kb)
+        dept, hospital = self.kb.department(about.department_id), self.kb.hospitals[about.hospital_id]
+        international = [{"quote": c.text, "number": citations.number(c.sources[0])}
+                         for c in hospital.international_service] if question == "eligibility" else []
+        research = [{"name": p.name, "number": citations.number(p.sources[0])}
+                    for p in dept.programmes if p.status == "research"]
+        return self.render("answer.md.j2", question=question, department=dept.name, hospital=hospital.name,
+                           international=international, research=research, steps=self._steps(items, citations),
+                           sources=citations.sources, **notes)
+
+    @staticmethod
+    def _steps(items: list[IntakeItem], citations: Citations) -> list[dict]:
+        return [{"title": item.title, "text": item.text, "topic": item.topic,
+                 "numbers": [citations.number(s) for s in item.sources]} for item in items]
 
     # --- referral -------------------------------------------------------------------------------
     def referral(self, case: Case, pointed: Recommendation | None, widget_hospital: str | None) -> ReferralSummary:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import RootModel
 
-from assistant.case import Case
+from assistant.case import ADULT_AGE, Case, Reading
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.text import normalize
 from assistant.turn.message import Message
@@ -23,6 +23,8 @@ AGE_AMBIGUITY_RATIO = 0.5  # a pediatric and an adult reading this close means a
 SUBSTANTIVE_TOKENS = 8  # content words a message needs before retrieval alone can rank departments
 CONFIDENT_ROUTING = 0.5  # the routing classifier's top probability above which a short message needs no question
 QUESTION_KEYS = ("diagnosis", "organ", "age")  # the questions `question_to_ask` can choose
+ANOTHER_GENERATION_YEARS = 15  # stated ages this far apart are two people: a baby and a grandfather
+NAMED_PATIENTS = ("child", "adult", "adult_relative")  # a reading that names its patient, not the writer
 
 
 class IntentFile(Strict):
@@ -74,6 +76,21 @@ class Dialogue:
 
     def intake_topics(self, intent: Intent) -> list[str]:
         return self.config.intake_topics.get(intent.name or "", [])
+
+    @staticmethod
+    def is_another_patient(case: Case, reading: Reading) -> bool:
+        """A message that names a patient of another age or life stage, with a condition of their own, after a
+        case about someone: "my dad is 62, he has myeloma" after a baby's biliary atresia starts a new case
+        instead of asking pediatric hematology for a grandfather. A follow-up about the same patient ("she is
+        jaundiced again", "I'm her mother, can I be the donor?") names no one new and stays in the case."""
+        if not case.terms or not reading.terms or reading.who not in NAMED_PATIENTS:
+            return False
+        new_age, old_age = reading.stated_age, case.age_years
+        if new_age is not None and old_age is not None and not case.age_assumed \
+                and abs(new_age - old_age) >= ANOTHER_GENERATION_YEARS:
+            return True
+        new_is_child = new_age < ADULT_AGE if new_age is not None else reading.who == "child"
+        return case.is_child is not None and case.is_child != new_is_child
 
     def question_to_ask(self, case: Case, understander: Understander, asked: list[str],
                         routing_confidence: float = 0.0) -> str | None:
