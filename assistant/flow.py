@@ -101,7 +101,7 @@ class Assistant:
             return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
 
         reading = engine.understander.read(message)
-        if engine.safety.is_off_topic(message, has_medical_terms=bool(reading.terms)):
+        if engine.safety.is_off_topic(message, has_medical_terms=bool(reading.terms), in_a_case=bool(conv.case.texts)):
             return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
         intent = engine.dialogue.intent(message)
 

@@ -180,6 +180,9 @@ class ChildCodes(Strict):
     adolescents_keep: frozenset[str] = frozenset()
 
 
+CHINESE_LIST_ITEMS = 4  # terms of a list one Chinese negator reaches over
+
+
 class Negation(Strict):
     """language/negation.yaml: the one reading of "no" that understanding and safety share.
 
@@ -194,6 +197,7 @@ class Negation(Strict):
     words: frozenset[str] = Field(min_length=1)
     phrases: tuple[str, ...]
     chinese: tuple[str, ...]
+    chinese_list: tuple[str, ...]
     reach_through: frozenset[str]
     ends_reach: frozenset[str]
     not_a_negation_before: frozenset[str]
@@ -231,8 +235,15 @@ class Negation(Strict):
         return next((word for word in words if word not in self.reach_through), "")
 
     def negates_chinese(self, text_before: str) -> bool:
-        """Chinese negators stand directly before what they negate ("没有发烧", "没有想伤害自己")."""
-        return any(text_before.rstrip().endswith(negator) for negator in self.chinese)
+        """Chinese negators stand directly before what they negate ("没有发烧", "没有想伤害自己"), or before a
+        list of short terms that leads to it ("没有头痛、胸闷")."""
+        return bool(self._chinese_negated_list.search(text_before.rstrip()))
+
+    @cached_property
+    def _chinese_negated_list(self) -> re.Pattern[str]:
+        negators = "|".join(map(re.escape, sorted(self.chinese, key=len, reverse=True)))
+        joiners = "|".join(map(re.escape, self.chinese_list))
+        return re.compile(rf"(?:{negators})(?:[\u4e00-\u9fff]{{1,6}}?(?:{joiners})){{0,{CHINESE_LIST_ITEMS}}}$")
 
 
 class HistoryCues(Strict):
@@ -301,10 +312,11 @@ class PatientCues(Strict):
         return None
 
     def without_child_company(self, normalized: str) -> str:
-        """A writer who gives their own adult age and names a son as company ("I'm 71 ... where my son lives") is
-        the patient; the mention is left out of deciding who."""
+        """A writer who gives their own adult age, or names no one else as ill, and a son as company ("I'm 71 ...
+        where my son lives", "I had a knee replacement and I'm staying with my son") is the patient; the mention
+        is left out of deciding who."""
         age = self.writers_age(normalized)
-        if age is None or age < ADULT_AGE:
+        if (age is not None and age < ADULT_AGE) or (age is None and self.names_someone_else_ill(normalized)):
             return normalized
         for pattern in self._child_as_company:
             normalized = pattern.sub(" ", normalized)

@@ -35,7 +35,7 @@ from assistant.turn.message import split_sentences
 
 log = logging.getLogger(__name__)
 
-MODELS_VERSION = "svc-rbf-triage+word-ngram-lr+calm-sentences+lr-routing+word-routing+zh-char-ngrams-v4"
+MODELS_VERSION = "svc-rbf-triage+word-ngram-lr+calm-sentences+lr-routing+word-routing+zh-char-ngrams-v5-simplified"
 CALM_SENTENCES_FILE = "calm_sentences.txt"
 CALM_SENTENCES = 2000  # the hardest sentences of calm messages kept as extra non-emergencies (chosen on dev)
 NGRAM_SIZES = (1, 2, 3)

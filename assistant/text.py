@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import opencc
 from confusable_homoglyphs.confusables import confusables_data
 
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+TRADITIONAL_TO_SIMPLIFIED = opencc.OpenCC("t2s")
 WORD = re.compile(r"[a-z0-9]+(?:[-+][a-z0-9]+)*")
 APOSTROPHES = re.compile(r"[’'`´]")
 
@@ -47,9 +49,15 @@ def normalize(text: str) -> str:
     (soft hyphens, zero-width spaces and joiners, direction marks) dropped and look-alike letters folded, since
     "k\u200bill myself" or a Cyrillic letter in "breathing" must not hide an emergency from the safety rules."""
     text = INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = simplified(text)  # Hong Kong and Taiwan write 沒有 and 體溫 where the rules and vocabulary say 没有, 体温
     text = LETTERS.sub(_fold_look_alikes, text).lower() if not text.isascii() else text.lower()
     text = APOSTROPHES.sub("", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def simplified(text: str) -> str:
+    """Traditional Chinese characters as simplified ones; text without Chinese is returned as it is."""
+    return TRADITIONAL_TO_SIMPLIFIED.convert(text) if CJK_RUN.search(text) else text
 
 
 def _fold_look_alikes(match: re.Match[str]) -> str:

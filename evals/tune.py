@@ -28,8 +28,11 @@ RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.
 # issue allows 8% (dev 1,586 cases at 2026-12-03: recall 98.0% at 1.8% false alarms, 99.5% at 2.5%). Lowered
 # from 3% to 2% on 2026-12-04: with 600 more hard emergencies in training, 3% let the message threshold fall to
 # -0.4, where the safety tests' own near-misses (6.9%, ceiling 6%) and urgent messages (7 of 61, ceiling 10%)
-# failed; at 2% (-0.15) both hold, for one dev emergency of 580 (recall 99.5% to 99.3%).
-FALSE_ALARM_BUDGET = 0.02
+# failed; at 2% (-0.15) both hold, for one dev emergency of 580 (recall 99.5% to 99.3%). Raised to 3% on 2026-12-04
+# (session 8): with blind7 read into dev (2,866 cases), 2% bought only 98.3% recall (message threshold 0.3), and 2.5%
+# 99.0%, 3% 99.2%; the rules now read who the patient is and what is over, and the safety tests' near-misses stay
+# far under their ceiling at 3% (checked by `make test`).
+FALSE_ALARM_BUDGET = 0.03
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)

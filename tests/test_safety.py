@@ -328,3 +328,38 @@ def test_a_pets_emergency_sends_it_to_a_vet_and_a_persons_never_is_declined(assi
     grief = assistant.reply(assistant.start(), "The vet couldn't save my dog. I have saved up my pills and I don't "
                             "want to be here after this weekend.")
     assert grief.triage == "emergency" and not grief.out_of_scope
+
+
+@pytest.mark.parametrize("text", [
+    "I've found a new home for my cat and written letters for my two kids. The rope is in the garage and I've settled "
+    "on Sunday. I just want to know which hospital is good for a children's check-up.",
+    # the past clause is only the blood pressure
+    "我爸58岁，半小时前开始胸口像压了一块大石头，一直冒冷汗，以前有高血压。",
+    "最近觉得自己就是家里的累赘。偷偷攒了两瓶安眠药，等老婆周末回娘家就彻底解脱。",
+    "My leg has been in a cast for 2 days. The pain is getting worse and worse and my toes are pale and cold.",
+])
+def test_plans_heart_attacks_and_limbs_found_by_blind7_are_emergencies(assistant, text):
+    assert triage(assistant, text).is_emergency
+
+
+@pytest.mark.parametrize("text", [
+    "我女兒三歲，耳朵痛，體溫38.5度，吃了退燒藥以後就跑來跑去玩，沒有脖子僵硬。",  # traditional characters
+    "血压两次170/100左右。没有头痛、胸闷，也不头晕，看东西正常。",  # one negator over a list
+    "我儿子5岁，这两个月一直咳嗽，不发烧，精神很好。",  # "these two months" is no two-month-old
+    "my 3yo has a temp of 38.1 and a rash; I did the glass test and the spots fade completely when pressed. "
+    "He is running around and eating.",
+    "I keep getting episodes where my heart pounds and I can't catch my breath. ECG and bloods were normal twice.",
+])
+def test_what_blind7_called_emergencies_wrongly_by_rule_is_not_an_emergency(assistant, text):
+    assert not triage(assistant, text).is_emergency
+
+
+def test_a_case_under_way_is_not_declined_as_off_topic_by_meaning(assistant):
+    conv = assistant.start()
+    assistant.reply(conv, "my husband snores and sometimes stops breathing for a few seconds at night, he's 52. "
+                          "where can he do a sleep study in shanghai?")
+    later = assistant.reply(conv, "he says he'd prefer a weekend if possible")
+    assert not later.out_of_scope
+    recipe = assistant.reply(assistant.start(), "how much dang gui and huang qi should i put in a chicken soup for "
+                                                "4 people? i want to cook it tonight")
+    assert recipe.out_of_scope

@@ -27,14 +27,17 @@ from assistant.embedder import Embedder
 from assistant.knowledge import Language, Source
 from assistant.learned import LearnedModels, Thresholds
 from assistant.reply import SEVERITY, Level
-from assistant.text import has_cjk
+from assistant.text import has_cjk, simplified
 from assistant.turn.message import Message
 from assistant.turn.vitals import AgeGroup, Threshold, VitalThresholds, read_vitals
 
 CRISIS_FAMILIES = frozenset({"suicide", "self_harm", "harm_others", "self_harm_suicide", "mental_health_acute"})
-# Clause ends: sentence marks (not a decimal point: "38.2"), "but", and ", now" ("last week, now severe pain").
+# Clause ends: sentence marks (not a decimal point: "38.2"), "but", ", now" and "and now" ("a stent last year and
+# now the same chest pain is back"), and a comma in Chinese, where one sentence runs on through commas ("以前有高血压"
+# is past; "半小时前开始胸口..." is not).
 CLAUSE_SPLIT = re.compile(
-    r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|,\s*now\b|但是|可是|不过"
+    r"(?<![0-9])\.|\.(?![0-9])|[!?;\n。！？；]+|\bbut\b|\bhowever\b|(,\s*|\band )now\b|但是|可是|不过"
+    r"|(?<=[\u4e00-\u9fff]),|,(?=\s*[\u4e00-\u9fff])"
 )
 WORD_OR_COMMA = re.compile(r"[a-z]+|,")
 STORY_SENTENCES = 3  # from this many sentences a message is a story, where an off-topic word can be background
@@ -201,8 +204,9 @@ def with_chinese(rules: RedFlagFile, chinese: ChineseRedFlags, safety_dir: Path)
 
 
 def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
-    # letters may not continue a match on either side: 'son' must not fire inside 'person'
-    return [re.compile(rf"(?<![a-z0-9])(?:{pattern})(?![a-z0-9])") for pattern in patterns]
+    """Letters may not continue a match on either side: 'son' must not fire inside 'person'. Chinese patterns
+    are read in simplified characters, as `normalize` writes every message."""
+    return [re.compile(rf"(?<![a-z0-9])(?:{simplified(pattern)})(?![a-z0-9])") for pattern in patterns]
 
 
 def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
@@ -456,25 +460,30 @@ class SafetyChecker:
     # --- scope ----------------------------------------------------------------------------------
     def is_an_animals_emergency(self, message: Message, triage: Triage) -> bool:
         """A pet and a vet named, no person and no crisis: what reads like an emergency is the animal's."""
+        return triage.is_emergency and not triage.is_crisis and self._is_about_an_animal(message)
+
+    def _is_about_an_animal(self, message: Message) -> bool:
         pet, vet, person = self._animal
         text = message.normalized
-        return (triage.is_emergency and not triage.is_crisis and _any(pet, text) and _any(vet, text)
-                and not _any(person, text))
+        return _any(pet, text) and _any(vet, text) and not _any(person, text)
 
     def is_injection(self, message: Message) -> bool:
         return any(p.search(message.normalized) for p in self._injection)
 
-    def is_off_topic(self, message: Message, has_medical_terms: bool) -> bool:
+    def is_off_topic(self, message: Message, has_medical_terms: bool, in_a_case: bool = False) -> bool:
         """Off-topic only when nothing medical is in it: 'weather in Shanghai for my surgery' stays in scope;
         an animal's symptoms ("which vet for my cat's eyes?") and homework about insulin are not ours to route.
 
         The patterns catch the common topics, unless a story of several sentences reads more like a patient's
-        than like the off-topic examples; the examples catch the rest by meaning.
+        than like the off-topic examples; the examples catch the rest by meaning, but not once a case is under
+        way, where "he'd prefer a weekend if possible" is about the patient whatever it resembles.
         """
+        if self._is_about_an_animal(message):
+            return True  # triage has read it first: a person's emergency or crisis never gets here
         if has_medical_terms and not _any(self._not_about_care, message.normalized):
             return False
         named_topic = _any(self._off_topic, message.normalized)
-        if self._off_topic_vectors is None or message.is_chinese:
+        if self._off_topic_vectors is None or message.is_chinese or in_a_case:
             return named_topic  # the packaged model reads English only
         vector = message.vector
         if float(np.max(self._exemplar_vectors @ vector)) >= self.scope.crisis_guard:
