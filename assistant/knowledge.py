@@ -283,29 +283,18 @@ class PatientCues(Strict):
     someone_else_ill: tuple[str, ...]
 
     @cached_property
-    def _nursing_mother(self) -> list[re.Pattern[str]]:
-        return [re.compile(pattern) for pattern in self.nursing_mother]
-
-    @cached_property
-    def _own_age(self) -> list[re.Pattern[str]]:
-        return [re.compile(pattern) for pattern in self.own_age]
-
-    @cached_property
-    def _child_as_company(self) -> list[re.Pattern[str]]:
-        return [re.compile(pattern) for pattern in self.child_as_company]
-
-    @cached_property
-    def _someone_else_ill(self) -> list[re.Pattern[str]]:
-        return [re.compile(pattern) for pattern in self.someone_else_ill]
+    def _compiled(self) -> dict[str, list[re.Pattern[str]]]:
+        fields = ("nursing_mother", "own_age", "child_as_company", "someone_else_ill")
+        return {name: [re.compile(pattern) for pattern in getattr(self, name)] for name in fields}
 
     def names_someone_else_ill(self, normalized: str) -> bool:
-        return any(pattern.search(normalized) for pattern in self._someone_else_ill)
+        return any(pattern.search(normalized) for pattern in self._compiled["someone_else_ill"])
 
     def is_nursing_mother(self, normalized: str) -> bool:
-        return any(pattern.search(normalized) for pattern in self._nursing_mother)
+        return any(pattern.search(normalized) for pattern in self._compiled["nursing_mother"])
 
     def writers_age(self, normalized: str) -> float | None:
-        for pattern in self._own_age:
+        for pattern in self._compiled["own_age"]:
             match = pattern.search(normalized)
             if match and 0 < int(match.group(1)) < 120:
                 return float(match.group(1))
@@ -318,7 +307,7 @@ class PatientCues(Strict):
         age = self.writers_age(normalized)
         if (age is not None and age < ADULT_AGE) or (age is None and self.names_someone_else_ill(normalized)):
             return normalized
-        for pattern in self._child_as_company:
+        for pattern in self._compiled["child_as_company"]:
             normalized = pattern.sub(" ", normalized)
         return normalized
 
