@@ -309,6 +309,7 @@ def test_questions_about_the_shortlist_are_answered_and_never_with_an_invented_p
     conv = assistant.start()
     first = assistant.reply(conv, BILIARY_ATRESIA)
     assert first.recommendations
+    assert "kasai" not in first.recommendations[0].why.lower()  # the failed Kasai is history, not why
     donor = assistant.reply(conv, "can I be the donor? I'm her mother")
     assert "spouse" in donor.text and "under 18" in donor.text  # the regulation, with its source
     assert donor.recommendations == first.recommendations  # the case and the shortlist are kept

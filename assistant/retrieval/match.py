@@ -203,10 +203,13 @@ class Matcher:
         )
 
     def why(self, dept: Department, code: str | None, case: Case) -> str:
-        """One sentence built only from the case's own words and the department's data."""
+        """One sentence built only from the case's own words and the department's data; what is behind the patient
+        ("the Kasai failed") is named only when nothing current matched."""
         hospital = self.kb.hospitals[dept.hospital_id]
         specialty = self.kb.specialties[code or dept.specialties[0]].name
-        matched = list(dict.fromkeys(hit.term for hit in case.hits if not hit.negated and code in hit.codes))
+        hits = [hit for hit in case.hits if not hit.negated and code in hit.codes]
+        matched = list(dict.fromkeys(hit.term for hit in hits if not hit.past)) \
+            or list(dict.fromkeys(hit.term for hit in hits))
         short = hospital.aliases[0] if hospital.aliases else hospital.name
         if matched:
             reason = f"{specialty} at {short} for {', '.join(matched[:3])}"
