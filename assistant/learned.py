@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
-from assistant.text import normalize
+from assistant.text import has_cjk, normalize
 from assistant.turn.message import split_sentences
 
 log = logging.getLogger(__name__)
@@ -58,15 +58,15 @@ ROUTING_WORDS_C = 8.0
 # them its false alarms at 98% recall rose from 15.9% to 18.8% before the rules and the word model.)
 URGENT_ROUTING_EVERY = 4
 WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token: two or more word characters
-Example = TypeVar("Example", bound=Strict)
+Example = TypeVar("Example", bound=BaseModel)
 
 
 # --- training data ----------------------------------------------------------------------------------
 class TriageExample(Strict):
     text: str
     level: Literal["emergency", "urgent", "routine"]
-    family: str
-    kind: Literal["positive", "near_miss"]
+    family: str | None  # None for a read evaluation case: its writer named no family
+    kind: Literal["positive", "near_miss", "case"]
     lang: Literal["en", "zh"]
 
 
@@ -75,8 +75,50 @@ class RoutingExample(Strict):
     specialty: str
     also: list[str]
     lang: Literal["en", "zh"]
-    style: Literal["symptoms", "story", "diagnosis", "ontology"]
+    style: Literal["symptoms", "story", "diagnosis", "ontology", "case"]
     voice: str
+
+
+class ReadCaseExpect(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    triage: Literal["emergency", "urgent", "routine"] | None = None
+    specialties: list[str] = []
+
+
+class ReadCase(BaseModel):
+    """A case of a blind set that was scored once and read (knowledge/training/cases/, in the evaluation format of
+    evals/FORMAT.md): what its writer expected is a label like any training line's. Only the fields learned from
+    are read; `python -m evals` validates the rest when it runs the file."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    turns: list[str] = Field(min_length=1)
+    expect: ReadCaseExpect = ReadCaseExpect()
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.turns)
+
+    @property
+    def lang(self) -> Literal["en", "zh"]:
+        return "zh" if has_cjk(self.text) else "en"
+
+
+def examples_of_read_cases(cases_dir: Path) -> tuple[list[TriageExample], list[RoutingExample]]:
+    """Every read case with a triage label as a triage example, and every one with specialties (its first, the
+    writer's best fit, as the label; the rest as `also`) as a routing example."""
+    triage: list[TriageExample] = []
+    routing: list[RoutingExample] = []
+    for path in sorted(cases_dir.glob("*.jsonl")):
+        for case in read_jsonl(path, ReadCase):
+            expect = case.expect
+            if expect.triage is not None:
+                triage.append(TriageExample(text=case.text, level=expect.triage, family=None, kind="case",
+                                            lang=case.lang))
+            if expect.specialties and expect.triage != "emergency":
+                routing.append(RoutingExample(text=case.text, specialty=expect.specialties[0],
+                                              also=expect.specialties[1:], lang=case.lang, style="case",
+                                              voice="case"))
+    return triage, routing
 
 
 def read_jsonl(path: Path, model: type[Example]) -> list[Example]:
@@ -126,8 +168,10 @@ class TrainingSet:
     def load(cls, knowledge_dir: Path, alarming: Sequence[str] = (), calm: Sequence[str] = (),
              chinese_signs: Sequence[str] = (), chinese_terms: Sequence[tuple[str, str]] = ()) -> TrainingSet:
         training_dir = knowledge_dir / "training"
-        return cls(triage=read_jsonl(training_dir / "triage.jsonl", TriageExample),
-                   routing=read_jsonl(training_dir / "routing.jsonl", RoutingExample), alarming=list(alarming),
+        case_triage, case_routing = examples_of_read_cases(training_dir / "cases")
+        return cls(triage=[*read_jsonl(training_dir / "triage.jsonl", TriageExample), *case_triage],
+                   routing=[*read_jsonl(training_dir / "routing.jsonl", RoutingExample), *case_routing],
+                   alarming=list(alarming),
                    calm=list(calm), calm_sentences=read_lines(training_dir / CALM_SENTENCES_FILE),
                    chinese_signs=list(chinese_signs), chinese_terms=list(chinese_terms))
 
@@ -445,10 +489,12 @@ def vector_cache(knowledge_dir: Path, models_dir: Path, embedder: Embedder) -> V
 
 def _message_rows(training: TrainingSet, cache: VectorCache) -> tuple[np.ndarray, np.ndarray]:
     """Every training message's vector and triage level: the triage lines, plus every routing line and scope
-    example as routine (the ordinary messages this product gets)."""
+    example as routine (the ordinary messages this product gets), but a read case's routing row keeps its level."""
     triage_texts, routing_texts, extra_texts, _ = texts_by_part(training)
     vectors = cache.embed([*triage_texts, *routing_texts, *extra_texts])
-    levels = ([example.level for example in training.triage] + ["routine"] * len(routing_texts)
+    read_case_levels = {example.text: example.level for example in training.triage if example.kind == "case"}
+    levels = ([example.level for example in training.triage]
+              + [read_case_levels.get(example.text, "routine") for example in training.routing]
               + ["emergency"] * len(training.alarming) + ["routine"] * len(training.calm))
     return vectors, np.array(levels)
 

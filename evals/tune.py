@@ -31,8 +31,13 @@ RECALL_TARGET = 0.98  # issue 12: the threshold is chosen on dev for at least 0.
 # failed; at 2% (-0.15) both hold, for one dev emergency of 580 (recall 99.5% to 99.3%). Raised to 3% on 2026-12-04
 # (session 8): with blind7 read into dev (2,866 cases), 2% bought only 98.3% recall (message threshold 0.3), and 2.5%
 # 99.0%, 3% 99.2%; the rules now read who the patient is and what is over, and the safety tests' near-misses stay
-# far under their ceiling at 3% (checked by `make test`).
-FALSE_ALARM_BUDGET = 0.03
+# far under their ceiling at 3% (checked by `make test`). Lowered to 1.5% on 2026-12-05 (session 9): with the four
+# oldest blind sets and 1,000 new lines learned from, tuning on the 1,591 cases left gives 100% recall at every
+# budget from 1.5% to 3%, so the budget only buys classifier sensitivity; at 2.5% and 3% (message threshold -0.45,
+# -0.5) the safety tests' urgent messages called emergencies rose from 3 of 61 to 6 and 8, and at 2% (-0.25) the
+# safety test's "saved up my tablets so I don't run out while travelling, and I wrote a letter to my kids about the
+# trip" (-0.16) became a crisis.
+FALSE_ALARM_BUDGET = 0.015
 MESSAGE_GRID = np.round(np.arange(-1.0, 2.01, 0.05), 2)
 SENTENCE_GRID = np.round(np.arange(0.0, 3.01, 0.05), 2)
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
