@@ -123,6 +123,13 @@ class Case(BaseModel):
         self.cjk_letters += reading.cjk_letters
         self.latin_letters += reading.latin_letters
 
+    def terms_for(self, code: str | None) -> list[str]:
+        """The case's own words for a specialty, as a card's reason names them: what the patient has now, or what
+        is behind them when nothing current matched."""
+        hits = [hit for hit in self.hits if not hit.negated and code in hit.codes]
+        return list(dict.fromkeys(hit.term for hit in hits if not hit.past)) \
+            or list(dict.fromkeys(hit.term for hit in hits))
+
     @property
     def search_text(self) -> str:
         """The words for retrieval: each message without the terms it negated."""

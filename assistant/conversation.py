@@ -35,7 +35,6 @@ class Conversation(BaseModel):
     focus: int | None = None  # the recommendation the user last asked about
     chosen: int | None = None
     in_shanghai: bool = False
-    language_note_given: bool = False
     highest_triage: Level = "routine"
     referral: ReferralSummary | None = None
 

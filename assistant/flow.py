@@ -11,6 +11,7 @@ run to the end, so both share one path.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from assistant.turn.dialogue import Intent
 from assistant.turn.message import Message
 from assistant.turn.safety import Triage
 
+LATIN_LETTER = re.compile(r"[A-Za-z]")
 # Questions about a department on the shortlist, answered from the knowledge (or honestly, where no source states
 # a price or a wait): intent name -> the question the answer template words
 ANSWERED_QUESTIONS = {"ask_cost": "cost", "ask_wait": "wait", "ask_donor": "donor", "ask_eligibility": "eligibility"}
@@ -42,6 +44,16 @@ class Answer:
 
     deltas: list[str]
     reply: Reply
+
+
+def reply_language(message: Message, asked_for: str | None) -> str:
+    """The language of the message wins ("zh" or "en"); one with no letters of either ("1", "?") is answered in
+    the language the page or widget asked for."""
+    if message.is_chinese:
+        return "zh"
+    if LATIN_LETTER.search(message.raw):
+        return "en"
+    return asked_for or "en"
 
 
 class Assistant:
@@ -74,11 +86,13 @@ class Assistant:
         started = time.perf_counter()
         text = text[: self.settings.max_message_chars]  # the API refuses longer text before it gets here
         if not text.strip():
-            reply = self._reply(self.composer.render("empty.md.j2"))
+            reply = self._reply(self.composer.speaking(conv.language or "en").render("empty.md.j2"))
             yield from (TextDelta(piece) for piece in self.composer.pieces(reply.text))
             yield reply  # an empty message changes nothing, not even the history
             return
-        phrased = self.composer.phrase(self._turn(conv, self.engine.read(text)), conv.case.language)
+        message = self.engine.read(text)
+        composer = self.composer.speaking(reply_language(message, conv.language))
+        phrased = composer.phrase(self._turn(conv, message, composer), composer.language)
         reply = phrased.reply
         for piece in self.composer.pieces(reply.text):
             yield TextDelta(piece)
@@ -87,27 +101,27 @@ class Assistant:
         yield reply
 
     # --- one turn, step by step ------------------------------------------------------------------
-    def _turn(self, conv: Conversation, message: Message) -> Reply:
+    def _turn(self, conv: Conversation, message: Message, composer: Composer) -> Reply:
         engine = self.engine
         triage = engine.safety.triage(message)
         if engine.safety.is_an_animals_emergency(message, triage):
-            return self._reply(self.composer.render("animal_emergency.md.j2"), out_of_scope=True)
+            return self._reply(composer.render("animal_emergency.md.j2"), out_of_scope=True)
         conv.note_triage(triage.level)
         if triage.is_emergency:
             conv.shortlist = []
             template = "crisis.md.j2" if triage.is_crisis else "emergency.md.j2"
-            return self._reply(self.composer.render(template, family=triage.family or ""), triage="emergency")
+            return self._reply(composer.render(template, family=triage.family or ""), triage="emergency")
         if engine.safety.is_injection(message):
-            return self._reply(self.composer.render("decline_injection.md.j2"), out_of_scope=True)
+            return self._reply(composer.render("decline_injection.md.j2"), out_of_scope=True)
 
         reading = engine.understander.read(message)
         if engine.safety.is_off_topic(message, has_medical_terms=bool(reading.terms), in_a_case=bool(conv.case.texts)):
-            return self._reply(self.composer.render("decline_off_topic.md.j2"), out_of_scope=True)
+            return self._reply(composer.render("decline_off_topic.md.j2"), out_of_scope=True)
         intent = engine.dialogue.intent(message)
 
         if intent.name == "restart":
             conv.start_over()
-            return self._reply(self.composer.render("restart.md.j2"))
+            return self._reply(composer.render("restart.md.j2"))
         if intent.name == "in_shanghai" or (reading.location or "").lower().startswith("shanghai"):
             conv.in_shanghai = True
         if reading.has_new_facts or (intent.name is None and not conv.shortlist):
@@ -116,10 +130,10 @@ class Assistant:
                 conv.start_over()
             conv.case.add(reading)
             if another_patient or not (intent.name in ANSWERED_QUESTIONS and conv.shortlist):
-                return self._recommend_or_ask(conv, message, triage, new_case=another_patient)
-        return self._follow_up(conv, intent, triage)
+                return self._recommend_or_ask(conv, message, triage, composer, new_case=another_patient)
+        return self._follow_up(conv, intent, triage, composer)
 
-    def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage,
+    def _recommend_or_ask(self, conv: Conversation, message: Message, triage: Triage, composer: Composer,
                           new_case: bool = False) -> Reply:
         engine = self.engine
         notes = self._notes(conv, triage, new_case)
@@ -127,54 +141,54 @@ class Assistant:
                                                    engine.matcher.routing_confidence(conv.case, message))
         if question is not None:
             conv.asked.append(question)
-            text = engine.dialogue.question_text(question)
-            return self._reply(self.composer.render("question.md.j2", question=text, **notes),
+            text = engine.dialogue.question_text(question, composer.language)
+            return self._reply(composer.render("question.md.j2", question=text, **notes),
                                triage=triage.level, question=text)
         lacking = self._specialty_the_widget_lacks(conv)
         if lacking is not None and conv.widget_hospital is not None:
             conv.shortlist = []
             hospital = self.kb.hospitals[conv.widget_hospital]
             return self._reply(
-                self.composer.render("widget_lacks.md.j2", hospital=hospital.name,
-                                     specialty=self.kb.specialties[lacking].name, **notes),
+                composer.render("widget_lacks.md.j2", hospital=hospital.name, hospital_zh=hospital.name_zh,
+                                specialty=self.kb.specialties[lacking].name,
+                                specialty_zh=self.kb.language.specialty_names_zh[lacking], **notes),
                 triage=triage.level,
             )
         conv.shortlist = engine.rank(conv.case, message, conv.widget_hospital)[: self.settings.top_k]
         conv.focus = conv.chosen = None
-        text = self.composer.recommendations(conv.shortlist, notes=notes,
-                                             in_shanghai=conv.in_shanghai)
+        text = composer.recommendations(conv.shortlist, conv.case, notes=notes, in_shanghai=conv.in_shanghai)
         return self._reply(text, triage=triage.level, recommendations=conv.shortlist)
 
-    def _follow_up(self, conv: Conversation, intent: Intent, triage: Triage) -> Reply:
+    def _follow_up(self, conv: Conversation, intent: Intent, triage: Triage, composer: Composer) -> Reply:
         notes = self._notes(conv, triage)
         keep = {"triage": triage.level, "recommendations": conv.shortlist}
         if intent.name in ("greeting", "thanks"):
-            return self._reply(self.composer.render(f"{intent.name}.md.j2", has_shortlist=bool(conv.shortlist)), **keep)
+            return self._reply(composer.render(f"{intent.name}.md.j2", has_shortlist=bool(conv.shortlist)), **keep)
         if intent.name == "referral":
-            conv.referral = self.composer.referral(conv.case, self._pointed(conv, intent), conv.widget_hospital)
-            return self._reply(self.composer.referral_text(conv.referral), **keep)
+            conv.referral = composer.referral(conv.case, self._pointed(conv, intent), conv.widget_hospital)
+            return self._reply(composer.referral_text(conv.referral), **keep)
         pointed = self._pointed(conv, intent)
         if pointed is None:
-            return self._reply(self.composer.render("need_case.md.j2", **notes), triage=triage.level)
+            return self._reply(composer.render("need_case.md.j2", **notes), triage=triage.level)
         if intent.name in ("detail", "children"):
             conv.focus = conv.shortlist.index(pointed)
             template = "detail.md.j2" if intent.name == "detail" else "children.md.j2"
-            return self._reply(self.composer.department(template, pointed, notes), **keep)
+            return self._reply(composer.department(template, pointed, notes), **keep)
         if intent.name in ANSWERED_QUESTIONS:
             conv.focus = conv.shortlist.index(pointed)
-            items = self.composer.intake_items(self.engine.dialogue.intake_topics(intent), None,
+            items = composer.intake_items(self.engine.dialogue.intake_topics(intent), None,
                                                skip_visa=conv.in_shanghai)
-            return self._reply(self.composer.answer(ANSWERED_QUESTIONS[intent.name], items, pointed, notes),
+            return self._reply(composer.answer(ANSWERED_QUESTIONS[intent.name], items, pointed, notes),
                                intake=items, **keep)
         if intent.name == "choose":
             conv.chosen = conv.focus = conv.shortlist.index(pointed)
         topics = self.engine.dialogue.intake_topics(intent) or (["pre_consultation", "first_visit"]
                                                                 if intent.name == "in_shanghai" else [])
         if not topics:
-            return self._reply(self.composer.render("need_case.md.j2", **notes), **keep)
+            return self._reply(composer.render("need_case.md.j2", **notes), **keep)
         chosen = conv.shortlist[conv.chosen] if conv.chosen is not None else None
-        items = self.composer.intake_items(topics, chosen, skip_visa=conv.in_shanghai)
-        text = self.composer.intake_text(items, chosen, notes, in_shanghai=conv.in_shanghai,
+        items = composer.intake_items(topics, chosen, skip_visa=conv.in_shanghai)
+        text = composer.intake_text(items, chosen, notes, in_shanghai=conv.in_shanghai,
                                          just_arrived=intent.name == "in_shanghai")
         return self._reply(text, intake=items, **keep)
 
@@ -190,16 +204,12 @@ class Assistant:
                 return conv.shortlist[index]
         return conv.shortlist[0]
 
-    def _notes(self, conv: Conversation, triage: Triage, new_case: bool = False) -> dict[str, bool]:
+    @staticmethod
+    def _notes(conv: Conversation, triage: Triage, new_case: bool = False) -> dict[str, bool]:
         """Banners that sit above any reply: an emergency described earlier in the conversation (however the
-        user asks to move on, "stop with the emergency stuff"), urgent care, a new patient's case started,
-        then the language note (once)."""
-        wants_chinese = "zh" in (conv.case.language, conv.language)
-        language_note = wants_chinese and not conv.language_note_given and not self.composer.multilingual
-        if language_note:
-            conv.language_note_given = True
+        user asks to move on, "stop with the emergency stuff"), urgent care, a new patient's case started."""
         return {"earlier_emergency": conv.highest_triage == "emergency", "urgent": triage.level == "urgent",
-                "new_case": new_case, "language_note": language_note}
+                "new_case": new_case}
 
     def _specialty_the_widget_lacks(self, conv: Conversation) -> str | None:
         """The case's strongest specialty when the widget's hospital has no department for it."""

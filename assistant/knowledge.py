@@ -322,20 +322,29 @@ class PatientCues(Strict):
         return patterns
 
 
+SPECIALTY_NAMES_ZH = "specialty_names_zh.yaml"
+
+
+class SpecialtyNamesZh(RootModel[dict[str, str]]):
+    """language/specialty_names_zh.yaml: a Chinese name for every specialty code, for the Chinese replies."""
+
+
 @dataclass(frozen=True)
 class Language:
     """How a message is read, shared by understanding and safety so the two never disagree: what "no" negates,
-    what puts a treatment in the past, and who is not the patient."""
+    what puts a treatment in the past, and who is not the patient; and the specialties' Chinese names."""
 
     negation: Negation
     history: HistoryCues
     patient: PatientCues
+    specialty_names_zh: dict[str, str]
 
     @classmethod
     def load(cls, language_dir: Path) -> Language:
         return cls(negation=load_yaml(language_dir / "negation.yaml", Negation),
                    history=load_yaml(language_dir / "history.yaml", HistoryCues),
-                   patient=load_yaml(language_dir / "patient.yaml", PatientCues))
+                   patient=load_yaml(language_dir / "patient.yaml", PatientCues),
+                   specialty_names_zh=load_yaml(language_dir / SPECIALTY_NAMES_ZH, SpecialtyNamesZh).root)
 
 
 class CoverageExceptions(Strict):
@@ -507,7 +516,17 @@ def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
         fingerprint=fingerprint_files(index_inputs(knowledge_dir), knowledge_dir),
     )
     _check_references(base, hospital_files, intake_files, vocab_dir)
+    _check_specialty_names(base, knowledge_dir / "language" / SPECIALTY_NAMES_ZH)
     return base
+
+
+def _check_specialty_names(base: KnowledgeBase, path: Path) -> None:
+    """Every code has its Chinese name, and no name stands for a code the contract does not have."""
+    named, codes = set(base.language.specialty_names_zh), set(base.specialties)
+    for code in sorted(codes - named):
+        raise DataFileError(f"{path}: field '{code}': the specialty has no Chinese name")
+    for code in sorted(named - codes):
+        raise DataFileError(f"{path}: field '{code}': not a specialty code of contracts/specialties.yaml")
 
 
 def _check_references(

@@ -9,6 +9,7 @@ import pytest
 from assistant.build import build_assistant
 from assistant.flow import Assistant, TextDelta
 from assistant.reply import Reply
+from assistant.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -240,12 +241,47 @@ def test_prompt_injection_is_declined_and_the_conversation_stays_usable(assistan
     assert after.recommendations and not after.out_of_scope
 
 
-def test_a_chinese_message_is_understood_and_answered_in_english_with_a_note_once(assistant):
+def test_a_chinese_message_gets_chinese_cards_with_the_hospitals_chinese_names_and_its_quotes_marked(assistant):
     conv = assistant.start()
     first = assistant.reply(conv, "我女儿5岁，先天性心脏病")
-    second = assistant.reply(conv, "告诉我更多关于第一个的信息 tell me more about the first one")
     assert first.recommendations and "pediatric_cardiology" in first.recommendations[0].specialties
-    assert "只能用英文回复" in first.text and "只能用英文回复" not in second.text
+    hospital = assistant.kb.hospitals[first.recommendations[0].hospital_id]
+    assert first.text.startswith("根据您提供的信息") and hospital.name_zh in first.text
+    assert "儿童心血管科" in first.text and "按来源原文（英文）引用" in first.text
+    assert "only reply in English" not in first.text and "Here are the departments" not in first.text
+
+
+def test_each_message_is_answered_in_its_own_language_and_the_widget_language_covers_the_rest(assistant):
+    conv = assistant.start(language="zh")
+    assert assistant.reply(conv, "1").text.startswith("诊断是什么")  # no words: the widget's language
+    english = assistant.reply(conv, "my dad is 62, relapsed multiple myeloma")
+    assert english.text.startswith("Here are the departments")
+    chinese = assistant.reply(conv, "费用大概多少？")
+    assert chinese.text.startswith("**费用：") and "从不估价" in chinese.text
+    assert assistant.composer.language == "en", "a turn in Chinese never changes the shared composer"
+
+
+@pytest.mark.parametrize(("text", "first_number"), [
+    ("我爸爸突然说话不清楚，一边脸歪了", "120"),
+    ("我不想活了，药都攒好了，今晚就吃", "12356"),
+])
+def test_chinese_emergencies_are_answered_in_chinese_with_the_mainland_numbers_first(assistant, text, first_number):
+    reply = assistant.reply(assistant.start(), text)
+    assert reply.triage == "emergency" and reply.recommendations == []
+    assert "中国大陆" in reply.text and first_number in reply.text and "欧洲 112" in reply.text
+
+
+def test_a_referral_asked_for_in_chinese_keeps_a_babys_age_in_months(assistant):
+    conv = assistant.start()
+    assistant.reply(conv, "我女儿8个月大，胆道闭锁，葛西手术失败了")
+    summary = assistant.reply(conv, "转诊").text
+    assert summary.startswith("**转诊摘要") and "儿童，8 个月" in summary and "已做过：** 葛西手术" in summary
+
+
+def test_every_reply_template_has_a_chinese_twin():
+    prompts = PROJECT_ROOT / "prompts"
+    english = {path.name for path in prompts.glob("*.md.j2")} | {"questions.yaml"}
+    assert english == {path.name for path in (prompts / "zh").iterdir()}
 
 
 def test_the_widget_recommends_only_its_own_hospital(assistant):

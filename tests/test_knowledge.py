@@ -113,6 +113,18 @@ def test_an_unknown_source_id_names_the_file_and_the_claim(knowledge_copy):
     assert "departments.1.known_for" in str(error.value)
 
 
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda names: names.pop("neonatology"), "neonatology"),
+    (lambda names: names.update({"cardiolgy": "心内科"}), "cardiolgy"),
+])
+def test_every_specialty_has_exactly_one_chinese_name(knowledge_copy, edit, field):
+    path = knowledge_copy / "language" / "specialty_names_zh.yaml"
+    _edit(path, edit)
+    with pytest.raises(DataFileError) as error:
+        load_knowledge(knowledge_copy)
+    assert "specialty_names_zh.yaml" in str(error.value) and f"'{field}'" in str(error.value)
+
+
 def test_an_unknown_specialty_code_is_rejected(knowledge_copy):
     path = knowledge_copy / "hospitals" / "ruijin.yaml"
     _edit(path, lambda data: data["departments"][0]["specialties"].append("astrology"))

@@ -71,7 +71,6 @@ def test_chinese_messages_get_the_reply_in_chinese_from_the_model(engine, llm_se
     reply = assistant.reply(assistant.start(), "我爸爸多发性骨髓瘤复发了，想做CAR-T")
     assert reply.text.startswith("以下是为您整理的信息")
     assert "Simplified Chinese" in llm_server.requests[-1]["messages"][0]["content"]
-    assert "只能用英文回复" not in reply.text, "the English-only note is for the template composer"
 
 
 BAD_ANSWERS = ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "foreign-link", "image",

@@ -8,11 +8,13 @@ summary, where it is escaped so that it shows as text, never as markup.
 
 from __future__ import annotations
 
+import copy
 import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -53,8 +55,13 @@ class Templates:
             lstrip_blocks=True,
         )
         self.environment.globals["emergency_numbers"] = numbers  # every template words them the same way
+        self.names = frozenset(self.environment.list_templates())
 
-    def render(self, name: str, **variables: object) -> str:
+    def render(self, name: str, language: str = "en", **variables: object) -> str:
+        """The template in the reader's language where one is written (prompts/zh/), else the English one."""
+        localized = f"{language}/{name}"
+        if language != "en" and localized in self.names:
+            name = localized
         text = self.environment.get_template(name).render(**variables)
         return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -87,13 +94,23 @@ class Composer:
     """The template composer: the default, and the fallback whenever a language model's answer fails."""
 
     multilingual = False
+    language = "en"  # the language this composer writes in: `speaking` gives one per turn
 
     def __init__(self, templates: Templates, kb: KnowledgeBase) -> None:
         self.templates = templates
         self.kb = kb
 
+    def speaking(self, language: str) -> Self:
+        """This composer writing in `language`, for one turn: the shared one is never changed, so concurrent
+        conversations in two languages cannot swap replies."""
+        if language == self.language:
+            return self
+        view = copy.copy(self)
+        view.language = language
+        return view
+
     def render(self, name: str, **variables: object) -> str:
-        return self.templates.render(name, **variables)
+        return self.templates.render(name, self.language, **variables)
 
     def phrase(self, reply: Reply, language: str) -> Phrased:
         """The template text is final here; a language model composer rephrases it."""
@@ -105,7 +122,8 @@ class Composer:
         yield from PIECE.findall(text)
 
     # --- recommendations -----------------------------------------------------------------------
-    def card(self, position: int, rec: Recommendation, citations: Citations, detailed: bool = False) -> dict:
+    def card(self, position: int, rec: Recommendation, citations: Citations, detailed: bool = False,
+             case: Case | None = None) -> dict:
         dept = self.kb.department(rec.department_id)
         hospital = self.kb.hospitals[rec.hospital_id]
         evidence = [] if detailed else [{"quote": e.quote, "number": citations.number(e.source_id)}
@@ -117,6 +135,8 @@ class Composer:
             "hospital": hospital.name,
             "hospital_zh": hospital.name_zh,
             "why": rec.why,
+            "specialty_zh": self.kb.language.specialty_names_zh[rec.specialties[0]],
+            "matched": case.terms_for(rec.specialties[0])[:3] if case else [],
             "evidence": evidence,
             "audience": dept.audience,
         }
@@ -130,9 +150,10 @@ class Composer:
             card["conditions"] = ", ".join(dept.conditions)
         return card
 
-    def recommendations(self, shortlist: list[Recommendation], notes: dict[str, bool], in_shanghai: bool) -> str:
+    def recommendations(self, shortlist: list[Recommendation], case: Case, notes: dict[str, bool],
+                        in_shanghai: bool) -> str:
         citations = Citations(self.kb)
-        cards = [self.card(i, rec, citations) for i, rec in enumerate(shortlist, start=1)]
+        cards = [self.card(i, rec, citations, case=case) for i, rec in enumerate(shortlist, start=1)]
         return self.render("recommendations.md.j2", cards=cards, sources=citations.sources,
                            in_shanghai=in_shanghai, **notes)
 
@@ -160,12 +181,13 @@ class Composer:
                     in_shanghai: bool, just_arrived: bool) -> str:
         citations = Citations(self.kb)
         steps = self._steps(items, citations)
-        department = None
+        department = department_zh = None
         if chosen is not None:
             dept, hospital = self.kb.department(chosen.department_id), self.kb.hospitals[chosen.hospital_id]
             department = f"{dept.name}, {hospital.name}"
-        return self.render("intake.md.j2", steps=steps, department=department, sources=citations.sources,
-                           in_shanghai=in_shanghai, just_arrived=just_arrived, **notes)
+            department_zh = f"{dept.name_zh or dept.name}，{hospital.name_zh}"
+        return self.render("intake.md.j2", steps=steps, department=department, department_zh=department_zh,
+                           sources=citations.sources, in_shanghai=in_shanghai, just_arrived=just_arrived, **notes)
 
     def answer(self, question: str, items: list[IntakeItem], about: Recommendation, notes: dict[str, bool]) -> str:
         """A question about one department on the shortlist: what the sources say, and for a price or a wait,
@@ -177,6 +199,7 @@ class Composer:
         research = [{"name": p.name, "number": citations.number(p.sources[0])}
                     for p in dept.programmes if p.status == "research"]
         return self.render("answer.md.j2", question=question, department=dept.name, hospital=hospital.name,
+                           department_zh=dept.name_zh or dept.name, hospital_zh=hospital.name_zh,
                            international=international, research=research, steps=self._steps(items, citations),
                            sources=citations.sources, **notes)
 
@@ -215,6 +238,8 @@ class Composer:
             wrote=[escape_markdown(text) for text in summary.what_they_wrote],
             department=dept.name if dept else None,
             hospital=hospital.name if hospital else None,
+            department_zh=(dept.name_zh or dept.name) if dept else None,
+            hospital_zh=hospital.name_zh if hospital else None,
         )
 
 

@@ -207,9 +207,7 @@ class Matcher:
         ("the Kasai failed") is named only when nothing current matched."""
         hospital = self.kb.hospitals[dept.hospital_id]
         specialty = self.kb.specialties[code or dept.specialties[0]].name
-        hits = [hit for hit in case.hits if not hit.negated and code in hit.codes]
-        matched = list(dict.fromkeys(hit.term for hit in hits if not hit.past)) \
-            or list(dict.fromkeys(hit.term for hit in hits))
+        matched = case.terms_for(code)
         short = hospital.aliases[0] if hospital.aliases else hospital.name
         if matched:
             reason = f"{specialty} at {short} for {', '.join(matched[:3])}"

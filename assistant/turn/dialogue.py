@@ -47,10 +47,15 @@ class Intent:
 class Dialogue:
     def __init__(self, intents_path: Path, questions_path: Path) -> None:
         self.config = load_yaml(intents_path, IntentFile)
-        self.questions = load_yaml(questions_path, QuestionsFile).root
-        for key in QUESTION_KEYS:
-            if key not in self.questions:
-                raise DataFileError(f"{questions_path}: field '{key}': missing; the dialogue asks this question")
+        # the English words, and the same questions in each language with a folder beside them (prompts/zh/)
+        self.questions = {"en": load_yaml(questions_path, QuestionsFile).root}
+        for translated in sorted(questions_path.parent.glob(f"*/{questions_path.name}")):
+            self.questions[translated.parent.name] = load_yaml(translated, QuestionsFile).root
+        for language, questions in self.questions.items():
+            path = questions_path if language == "en" else questions_path.parent / language / questions_path.name
+            for key in QUESTION_KEYS:
+                if key not in questions:
+                    raise DataFileError(f"{path}: field '{key}': missing; the dialogue asks this question")
         self.patterns: dict[str, list[re.Pattern[str]]] = {}
         for name, patterns in self.config.intents.items():
             for i, pattern in enumerate(patterns):
@@ -120,5 +125,5 @@ class Dialogue:
             return False
         return min(pediatric, adult) / max(pediatric, adult) >= AGE_AMBIGUITY_RATIO
 
-    def question_text(self, key: str) -> str:
-        return self.questions[key]
+    def question_text(self, key: str, language: str = "en") -> str:
+        return self.questions.get(language, self.questions["en"])[key]

@@ -109,6 +109,7 @@ class PhoneNumber(Strict):
     where: str
     name: str | None = None
     source: str | None = None  # a source id of knowledge/safety/guidance.yaml
+    where_zh: str  # the place in Chinese, for the Chinese replies
 
     def __str__(self) -> str:
         return " ".join(part for part in (self.number, self.name, "in", self.where) if part)
@@ -141,6 +142,16 @@ class EmergencyNumbers(Strict):
     def crisis(self) -> str:
         lines = ", ".join(str(line) for line in self.crisis_lines)
         return f"{lines}; {self.crisis_directory} lists lines for other countries"
+
+    @property
+    def elsewhere_zh(self) -> str:
+        """欧洲 112，北美 911: the numbers after mainland China's, for the Chinese replies"""
+        return "，".join(f"{line.where_zh} {line.number}" for line in self.emergency[1:])
+
+    @property
+    def crisis_elsewhere_zh(self) -> str:
+        lines = "，".join(f"{line.where_zh} {line.number}" for line in self.crisis_lines[1:])
+        return f"{lines}；其他国家的热线见 {self.crisis_directory}"
 
 
 class GuidanceFamily(Strict):

@@ -215,8 +215,8 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         title = gr.Markdown("")
         if not embedded:
             gr.Markdown("## Find the right hospital department in Shanghai\nDescribe the diagnosis or symptoms and "
-                        "who the patient is. Every fact comes with its source. Replies are in English unless the "
-                        "service has a language model configured; you may write in Chinese.")
+                        "who the patient is. Every fact comes with its source. Write in English or Chinese (中文): "
+                        "the reply comes in the language you write in.")
         gr.Markdown(f"**In an emergency, call your local emergency number now ({numbers.short}).**")
         banner = gr.HTML("", elem_id="care-banner")
         chat = gr.Chatbot(label="Assistant", height=460 if embedded else 520, sanitize_html=True,
