@@ -245,13 +245,77 @@ def test_two_browsers_never_see_each_others_conversation(live_server: LiveServer
     second.close()
 
 
-def test_an_emergency_shows_the_banner_and_no_cards(live_server: LiveServer, browser) -> None:
-    page = browser.new_page()
+CONTRAST_OF_EVERY_TEXT = """(root) => {
+  const channel = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const luminance = (rgb) => { const [r, g, b] = rgb.match(/[0-9.]+/g).map(Number);
+                               return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b); };
+  const background = (el) => { for (; el; el = el.parentElement) { const bg = getComputedStyle(el).backgroundColor;
+                                 if (bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') return bg; }
+                               return 'rgb(255, 255, 255)'; };
+  return [root, ...root.querySelectorAll('*')].filter((el) => el.childNodes.length &&
+      [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())).map((el) => {
+    const [a, b] = [luminance(getComputedStyle(el).color), luminance(background(el))];
+    return [el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  });
+}"""
+
+
+def test_the_page_opens_with_a_welcome_two_examples_and_a_send_button_and_no_quick_replies_yet(
+        live_server: LiveServer, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server.url)
+    page.wait_for_selector("#care-chat :text('Hello!')", timeout=30_000)
+    assert page.locator("#care-send-message").is_visible()
+    assert page.locator("#care-example-1").is_visible() and page.locator("#care-example-2").is_visible()
+    assert not page.get_by_role("button", name="How do I pay?").is_visible()
+    page.click("#care-example-1")
+    page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    page.get_by_role("button", name="How do I pay?").wait_for(state="visible", timeout=10_000)
+    assert not page.locator("#care-example-1").is_visible(), "the examples are for an empty conversation"
+    page.close()
+
+
+def test_a_long_reply_is_shown_from_its_start_not_its_source_list(live_server: LiveServer, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url)
+    page.fill("#care-input textarea", MYELOMA)
+    page.click("#care-send-message")
+    page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    page.wait_for_timeout(500)
+    top = page.evaluate("""() => { const replies = document.querySelectorAll('#care-chat [data-testid="bot"]');
+                                   const reply = replies[replies.length - 1].getBoundingClientRect();
+                                   return [reply.top, window.innerHeight]; }""")
+    assert 0 <= top[0] < top[1], "the reply's first line is on screen"
+    page.close()
+
+
+def test_an_emergency_shows_a_readable_banner_and_clears_the_previous_cases_cards(
+        live_server: LiveServer, browser, shots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url)
+    ask(page, MYELOMA)
+    page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
     ask(page, "My husband has crushing chest pain and is sweating, right now")
     banner = page.wait_for_selector("#care-banner .care-emergency", timeout=30_000)
     assert "emergency" in banner.inner_text().lower()
-    assert page.locator(".care-card").count() == 0
+    page.wait_for_function("document.querySelectorAll('.care-card').length === 0", timeout=10_000)
+    assert not page.get_by_role("button", name="How do I pay?").is_visible()
+    contrasts = page.evaluate(CONTRAST_OF_EVERY_TEXT, banner)
+    assert contrasts and all(ratio >= 4.5 for _, ratio in contrasts), contrasts
+    page.screenshot(path=str(shots / "emergency.png"))
+    page.close()
+
+
+def test_start_over_leaves_no_cards_or_departments_of_the_old_case(live_server: LiveServer, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url)
+    ask(page, MYELOMA)
+    page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
+    page.click("#care-start-over")
+    page.wait_for_function("document.querySelectorAll('.care-card').length === 0", timeout=30_000)
+    page.get_by_text("Send a referral to the hospital").click()
+    page.click("#care-preview")
+    page.wait_for_selector("#care-summary :text('Ask for recommendations first')", timeout=10_000)
     page.close()
 
 

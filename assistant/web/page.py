@@ -28,8 +28,21 @@ EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><stron
 URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
                  "day or two.</strong> Plan travel for treatment after that.</div>")
 PAGE_CONCURRENCY = 16  # turns answered at once per page; the engine is shared and safe across threads
+# follow-ups about a shortlist: shown only while there is one
 QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
-                 "Do I need a visa?", "Start over")
+                 "Do I need a visa?")
+START_OVER = "Start over"
+EXAMPLES = ("My father is 62 and his multiple myeloma relapsed after two lines of treatment; we are looking "
+            "into CAR-T in Shanghai.",
+            "Our daughter is 8 months old, has biliary atresia, and the Kasai operation did not work.")
+WELCOME = ("Hello! I help patients and families abroad find the right hospital department in Shanghai and prepare "
+           "the visit, with a source for every fact. Tell me the diagnosis or the main symptoms and who the "
+           "patient is, in English or Chinese (中文), or try one of the two examples below.")
+# the whole reply, not its end, is what a reader needs first: the source list comes last
+SCROLL_TO_REPLY_START = """() => {
+  const replies = document.querySelectorAll('#care-chat [data-testid="bot"]');
+  if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
+}"""
 def theme() -> gr.themes.Base:
     """System fonts only: the default theme fetches Google Fonts, which tells Google who visits and
     hangs on a machine without internet."""
@@ -38,9 +51,12 @@ def theme() -> gr.themes.Base:
 
 
 CSS = """
+#care-banner {position: sticky; top: 0; z-index: 20}
 .care-banner {padding: 12px 16px; border-radius: 8px; margin: 4px 0; font-size: 1.05em}
-.care-emergency {background: #b00020; color: #fff}
-.care-urgent {background: #fff3cd; color: #5c4400; border: 1px solid #e0c060}
+.care-banner strong, .care-banner a {color: inherit !important}
+.care-emergency, .care-emergency * {background: #b00020; color: #fff !important}
+.care-urgent, .care-urgent * {background: #fff3cd; color: #5c4400 !important}
+.care-urgent {border: 1px solid #e0c060}
 .care-cards {display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px}
 .care-card {border: 1px solid #d0d7de; border-radius: 10px; padding: 12px 14px; background: #fff; color: #1f2328}
 .care-card h3 {margin: 0 0 2px 0; font-size: 1.05em}
@@ -73,7 +89,8 @@ def source_links(rec: Recommendation, service: CareService, numbers: dict[str, i
 
 
 def cards_html(recommendations: list[Recommendation], service: CareService) -> str:
-    """One card per recommendation; every string is escaped, every fact shows its source."""
+    """One card per recommendation: the department, why it fits and its sources; the reply above holds what the
+    sources say, so the cards do not repeat it. Every string is escaped."""
     if not recommendations:
         return ""
     kb = service.assistant.kb
@@ -81,13 +98,11 @@ def cards_html(recommendations: list[Recommendation], service: CareService) -> s
     cards = []
     for position, rec in enumerate(recommendations, start=1):
         dept, hospital = kb.department(rec.department_id), kb.hospitals[rec.hospital_id]
-        known_for = "".join(f"<li>{html.escape(item.quote)}</li>" for item in rec.evidence)
         cards.append(
             f"<div class='care-card' data-hospital='{html.escape(rec.hospital_id)}'>"
             f"<h3>{position}. {html.escape(dept.name)}</h3>"
             f"<div class='care-hospital'>{html.escape(hospital.name)} ({html.escape(hospital.name_zh)})</div>"
             f"<div class='care-why'>{html.escape(rec.why)}</div>"
-            f"<div><strong>Known for</strong><ul>{known_for}</ul></div>"
             f"<div class='care-sources'>Sources: {source_links(rec, service, numbers)}</div></div>"
         )
     return f"<div class='care-cards'>{''.join(cards)}</div>"
@@ -99,15 +114,17 @@ def banner_html(reply: Reply, numbers: EmergencyNumbers) -> str:
 
 
 def shown_history(service: CareService, conversation_id: str | None) -> list[dict]:
-    """The conversation as the chat shows it; an expired or deleted one shows nothing."""
+    """The conversation as the chat shows it, after the welcome; an expired or deleted one shows only that."""
+    welcome = [{"role": "assistant", "content": WELCOME}]
     if conversation_id is None:
-        return []
+        return welcome
     try:
         turns = service.conversation(conversation_id).conversation.turns
     except (NotFound, StoreUnavailable):
-        return []
-    return [message for turn in turns for message in ({"role": "user", "content": escape_markdown(turn.user)},
-                                                       {"role": "assistant", "content": turn.reply})]
+        return welcome
+    return welcome + [message for turn in turns
+                      for message in ({"role": "user", "content": escape_markdown(turn.user)},
+                                      {"role": "assistant", "content": turn.reply})]
 
 
 def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads, embedded: bool = False) -> gr.Blocks:
@@ -135,7 +152,7 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         # the user's words show as typed: never as HTML or markdown (an image there would load a URL)
         if message.strip():
             history.append({"role": "user", "content": escape_markdown(message)})
-        unchanged = (gr.update(), gr.update(), gr.update())
+        unchanged = tuple(gr.update() for _ in range(6))  # banner, cards, departments and the three button rows
         try:
             if conversation_id is None:
                 limiter.conversation_started(address)
@@ -165,11 +182,13 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
             yield history, conversation_id, "", *unchanged
         reply = turn.reply
         history[-1]["content"] = reply.text
+        # the cards, the departments to refer to and the follow-up buttons are the shortlist's: an emergency, a new
+        # case or "start over" leaves none on screen
         choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
                    for r in reply.recommendations]
-        departments = gr.update(choices=choices, value=choices[0][1]) if choices else gr.update()
-        yield (history, conversation_id, "", banner_html(reply, numbers),
-               cards_html(reply.recommendations, service) if reply.recommendations else gr.update(), departments)
+        yield (history, conversation_id, "", banner_html(reply, numbers), cards_html(reply.recommendations, service),
+               gr.update(choices=choices, value=choices[0][1] if choices else None),
+               gr.update(visible=bool(choices)), gr.update(visible=True), gr.update(visible=False))
 
     def preview(conversation_id: str | None, department_id: str | None) -> tuple:
         """Show exactly what would be sent; a new preview gets a new idempotency key."""
@@ -219,14 +238,22 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
                         "the reply comes in the language you write in.")
         gr.Markdown(f"**In an emergency, call your local emergency number now ({numbers.short}).**")
         banner = gr.HTML("", elem_id="care-banner")
-        chat = gr.Chatbot(label="Assistant", height=460 if embedded else 520, sanitize_html=True,
-                          render_markdown=True, elem_id="care-chat")
+        chat = gr.Chatbot(value=shown_history(service, None), label="Assistant", show_label=False,
+                          height=460 if embedded else 520, sanitize_html=True, render_markdown=True,
+                          autoscroll=False, elem_id="care-chat")
         cards = gr.HTML("", elem_id="care-cards")
-        box = gr.Textbox(label="Your message", elem_id="care-input",
-                         max_length=service.assistant.settings.max_message_chars,
-                         placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
-        with gr.Row():
+        with gr.Row(elem_id="care-examples") as examples_row:
+            example_buttons = [gr.Button(f"Example: {text}", size="sm", elem_id=f"care-example-{number}")
+                               for number, text in enumerate(EXAMPLES, start=1)]
+        with gr.Row(equal_height=True):
+            box = gr.Textbox(label="Your message", elem_id="care-input", scale=5,
+                             max_length=service.assistant.settings.max_message_chars,
+                             placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
+            send_message = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="care-send-message")
+        with gr.Row(visible=False, elem_id="care-quick") as quick_row:
             quick_buttons = [gr.Button(text, size="sm") for text in QUICK_REPLIES]
+        with gr.Row(visible=False) as start_over_row:
+            start_over = gr.Button(START_OVER, size="sm", elem_id="care-start-over")
         with gr.Accordion("Send a referral to the hospital", open=False, elem_id="care-referral"):
             department = gr.Dropdown(label="Department", choices=[], interactive=True, elem_id="care-department")
             preview_button = gr.Button("Preview the summary", size="sm", elem_id="care-preview")
@@ -246,10 +273,12 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         gr.Markdown(privacy_note(retention_days))
 
         inputs = [conversation_state, hospital_state, language_state]
-        outputs = [chat, conversation_state, box, banner, cards, department]
-        box.submit(send, [box, *inputs], outputs)
-        for button, text in zip(quick_buttons, QUICK_REPLIES, strict=True):
-            button.click(send, [gr.State(text), *inputs], outputs)
+        outputs = [chat, conversation_state, box, banner, cards, department, quick_row, start_over_row, examples_row]
+        box.submit(send, [box, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
+        send_message.click(send, [box, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
+        for button, text in [*zip(quick_buttons, QUICK_REPLIES, strict=True), (start_over, START_OVER),
+                             *zip(example_buttons, EXAMPLES, strict=True)]:
+            button.click(send, [gr.State(text), *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
         preview_button.click(preview, [conversation_state, department], [summary, download_md, download_json,
                                                                          key_state])
         consent.change(lambda ticked: gr.update(interactive=bool(ticked)), consent, send_button)
