@@ -219,9 +219,34 @@ def test_the_widget_does_not_open_on_a_site_missing_from_the_allow_list(
     page = browser.new_page()
     page.goto(f"{stranger.origin}/{host_page(folder, live_server.url, 'stranger.html')}")
     page.locator("care-widget .launcher").click()
-    page.wait_for_timeout(3000)
-    frame = page.frame_locator("care-widget iframe")
-    assert frame.locator("#care-input").count() == 0
+    notice = page.locator("care-widget .notice")
+    notice.wait_for(timeout=10_000)
+    assert "not switched on for this website" in notice.inner_text() and stranger.origin in notice.inner_text()
+    assert page.locator("care-widget iframe").count() == 0, "no blank frame"
+    page.close()
+
+
+def test_on_a_phone_the_widget_keeps_the_emergency_call_to_action_in_view_in_the_hospitals_colour(
+        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
+    allowed, _, folder = host_sites
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url, 'phone.html')}")
+    page.locator("care-widget .launcher").click(timeout=30_000)
+    bar = page.locator("care-widget .bar")
+    assert bar.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(138, 21, 56)"  # data-color #8a1538
+    chat = page.frame_locator("care-widget iframe")
+    chat.locator("#care-input textarea").fill("my mum collapsed and is not breathing properly")
+    chat.locator("#care-input textarea").press("Enter")
+    banner = chat.locator("#care-banner .care-emergency")
+    banner.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    frame, shown = page.locator("care-widget iframe").bounding_box(), banner.bounding_box()
+    assert frame is not None and shown is not None
+    assert frame["x"] >= 0 and frame["x"] + frame["width"] <= 390, "the panel fits the phone's width"
+    assert frame["y"] <= shown["y"] and shown["y"] + shown["height"] <= frame["y"] + frame["height"], \
+        "the call to action is inside the visible panel"
+    page.screenshot(path=str(shots / "widget-phone.png"))
+    page.close()
 
 
 def ask(page, text: str) -> None:
@@ -360,13 +385,16 @@ def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(li
     page.goto(f"{live_server.url}/inbox")
     page.fill("#key", "care_wrong_key")
     page.click("button[type=submit]")
-    page.wait_for_selector("#problem:has-text('Bearer')", timeout=10_000)
+    page.wait_for_selector("#problem:has-text('not recognised')", timeout=10_000)
+    assert "Bearer" not in page.inner_text("#problem"), "a person reads this, not an HTTP client"
     page.fill("#key", key)
     page.click("button[type=submit]")
     card = page.locator(f"[data-referral='{referral_id}']")
     card.wait_for(timeout=10_000)
+    assert "Inbox of Ruijin Hospital" in page.inner_text("#owner")
     assert "lin.family@example.org" in card.inner_text() and "<b>urgent</b>" in card.inner_text()
     assert "age 62 years" in card.inner_text()
+    assert "Questions for your team" in card.inner_text() and "online consultation" in card.inner_text()
     assert card.locator("b").count() == 0  # the patient's text is shown, never rendered
     card.locator("select.status").select_option("contacted")
     page.wait_for_timeout(500)

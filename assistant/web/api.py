@@ -90,6 +90,14 @@ class ReferralCreated(BaseModel):
     created_at: datetime
 
 
+class InboxOwner(BaseModel):
+    """The hospital an inbox key opens: the inbox page names it, so a department knows whose referrals it reads."""
+
+    hospital_id: str
+    name: str
+    name_zh: str
+
+
 class InboxItem(BaseModel):
     referral_id: str
     department_id: str
@@ -300,6 +308,11 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads)
         """Newest first, a page at a time; `X-Total-Count` says how many there are in all."""
         response.headers["X-Total-Count"] = str(service.inbox_size(hospital, status))
         return [inbox_item(r, kb) for r in service.inbox(hospital, status, limit, offset)]
+
+    @router.get("/inbox/owner", response_model=InboxOwner, tags=["inbox"], responses={401: {"model": ErrorBody}})
+    def inbox_owner(hospital: Annotated[str, Depends(key_hospital)]) -> InboxOwner:
+        owner = kb.hospitals[hospital]
+        return InboxOwner(hospital_id=owner.id, name=owner.name, name_zh=owner.name_zh)
 
     @router.patch("/inbox/{referral_id}", response_model=InboxItem, tags=["inbox"],
                   responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}})

@@ -41,7 +41,7 @@ from assistant.web.api import api_router, install_error_handlers, install_unknow
 from assistant.web.downloads import Downloads  # noqa: E402
 from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
 from assistant.web.page import CSS, build_page, theme  # noqa: E402
-from assistant.web.security import LOG_CONFIG, RequestLog, SecurityHeaders, all_origins  # noqa: E402
+from assistant.web.security import LOG_CONFIG, RequestLog, SecurityHeaders, all_origins, may_embed  # noqa: E402
 
 log = logging.getLogger("app")
 STATIC = PROJECT_ROOT / "assistant" / "web" / "static"
@@ -126,6 +126,17 @@ def create_app(service: CareService) -> FastAPI:
     def widget_js() -> FileResponse:
         return FileResponse(STATIC / "widget.js", media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+    @app.get("/widget/allowed", include_in_schema=False)
+    def widget_allowed(request: Request, hospital: str = "") -> JSONResponse:
+        """Asked by widget.js before it opens the chat: on a site missing from the hospital's allow-list the panel
+        then says why, instead of showing the blank frame the browser refuses to fill. A request without an
+        Origin is the app's own page, which may always frame its chat."""
+        origin = request.headers.get("origin")
+        known = hospital in service.assistant.kb.hospitals
+        allowed = known and (origin is None or may_embed(settings.embed_origins, hospital, origin))
+        return JSONResponse({"allowed": allowed, "hospital_known": known},
+                            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
 
     @app.get("/inbox", include_in_schema=False)
     def inbox_page() -> FileResponse:

@@ -38,10 +38,13 @@ EXAMPLES = ("My father is 62 and his multiple myeloma relapsed after two lines o
 WELCOME = ("Hello! I help patients and families abroad find the right hospital department in Shanghai and prepare "
            "the visit, with a source for every fact. Tell me the diagnosis or the main symptoms and who the "
            "patient is, in English or Chinese (中文), or try one of the two examples below.")
-# the whole reply, not its end, is what a reader needs first: the source list comes last
+# After a reply, what a reader needs first: the call to action of an emergency (on a phone-sized widget the chat
+# pushes it off screen), else the reply's first line, not its end (the source list comes last).
 SCROLL_TO_REPLY_START = """() => {
+  const emergency = document.querySelector('#care-banner .care-emergency');
   const replies = document.querySelectorAll('#care-chat [data-testid="bot"]');
-  if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
+  if (emergency) emergency.scrollIntoView({block: 'start'});
+  else if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
 }"""
 def theme() -> gr.themes.Base:
     """System fonts only: the default theme fetches Google Fonts, which tells Google who visits and

@@ -7,6 +7,7 @@ may be framed only by this app itself.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import re
 import time
@@ -24,6 +25,13 @@ def allowed_origins(embed_origins: dict[str, list[str]], hospital_id: str | None
     if hospital_id:
         origins += embed_origins.get(hospital_id, [])
     return list(dict.fromkeys(origins))
+
+
+def may_embed(embed_origins: dict[str, list[str]], hospital_id: str, origin: str) -> bool:
+    """Whether a page on `origin` may frame the hospital's chat, read as the browser reads frame-ancestors: an
+    exact origin, a `*.` host wildcard or `*`."""
+    return any(allowed == "*" or fnmatch.fnmatchcase(origin, allowed)
+               for allowed in allowed_origins(embed_origins, hospital_id))
 
 
 def all_origins(embed_origins: dict[str, list[str]]) -> list[str]:
