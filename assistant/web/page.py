@@ -43,8 +43,8 @@ WELCOME = ("Hello! I help patients and families abroad find the right hospital d
 SCROLL_TO_REPLY_START = """() => {
   const emergency = document.querySelector('#care-banner .care-emergency');
   const replies = document.querySelectorAll('#care-chat [data-testid="bot"]');
+  if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
   if (emergency) emergency.scrollIntoView({block: 'start'});
-  else if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
 }"""
 def theme() -> gr.themes.Base:
     """System fonts only: the default theme fetches Google Fonts, which tells Google who visits and
