@@ -226,6 +226,29 @@ def test_the_widget_does_not_open_on_a_site_missing_from_the_allow_list(
     page.close()
 
 
+def test_a_chinese_widget_speaks_chinese_from_its_launcher_to_its_emergency_banner(
+        live_server: LiveServer, host_sites, browser) -> None:
+    allowed, _, folder = host_sites
+    name = host_page(folder, live_server.url, "chinese.html")
+    host = (folder / name).read_text(encoding="utf-8")
+    (folder / name).write_text(host.replace('data-hospital="renji" data-color', 'data-hospital="renji" data-lang="zh" '
+                                                                           'data-color'), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{allowed.origin}/{name}")
+    page.locator("care-widget .launcher").click(timeout=30_000)
+    chat = page.frame_locator("care-widget iframe")
+    chat.locator("#care-chat :text('您好')").wait_for(timeout=30_000)
+    assert chat.locator("#care-send-message").inner_text() == "发送"
+    assert "仁济医院" in chat.locator("h3").first.inner_text()
+    chat.locator("#care-input textarea").fill("我妈妈突然倒地，叫不醒")
+    chat.locator("#care-input textarea").press("Enter")
+    banner = chat.locator("#care-banner .care-emergency")
+    banner.wait_for(timeout=30_000)
+    assert "这可能是急症" in banner.inner_text() and "中国大陆 120" in banner.inner_text()
+    chat.locator("#care-chat :text('请立即拨打急救电话')").first.wait_for(timeout=10_000)
+    page.close()
+
+
 def test_on_a_phone_the_widget_keeps_the_emergency_call_to_action_in_view_in_the_hospitals_colour(
         live_server: LiveServer, host_sites, browser, shots: Path) -> None:
     allowed, _, folder = host_sites

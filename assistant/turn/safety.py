@@ -144,6 +144,11 @@ class EmergencyNumbers(Strict):
         return f"{lines}; {self.crisis_directory} lists lines for other countries"
 
     @property
+    def full_zh(self) -> str:
+        """中国大陆 120，欧洲 112，北美 911"""
+        return "，".join(f"{line.where_zh} {line.number}" for line in self.emergency)
+
+    @property
     def elsewhere_zh(self) -> str:
         """欧洲 112，北美 911: the numbers after mainland China's, for the Chinese replies"""
         return "，".join(f"{line.where_zh} {line.number}" for line in self.emergency[1:])

@@ -10,10 +10,14 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
 import gradio as gr
+from pydantic import Field, RootModel
 
 from assistant.compose.templates import escape_markdown
+from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.reply import Recommendation, Reply
 from assistant.service import CareService, Invalid, NotFound
 from assistant.store.database import StoreUnavailable
@@ -22,22 +26,9 @@ from assistant.web.downloads import Downloads
 from assistant.web.limits import RateLimited, RateLimiter, client_address
 from assistant.web.security import widget_hospital
 
-EMERGENCY_BANNER = ("<div class='care-banner care-emergency' role='alert'><strong>This may be an emergency.</strong> "
-                    "Call your local emergency number now ({numbers}) or go to the nearest emergency department. "
-                    "Do not travel for care.</div>")
-URGENT_BANNER = ("<div class='care-banner care-urgent' role='status'><strong>See a doctor where you are within a "
-                 "day or two.</strong> Plan travel for treatment after that.</div>")
+EMERGENCY_BANNER = "<div class='care-banner care-emergency' role='alert'><strong>{lead}</strong> {text}</div>"
+URGENT_BANNER = "<div class='care-banner care-urgent' role='status'><strong>{lead}</strong> {text}</div>"
 PAGE_CONCURRENCY = 16  # turns answered at once per page; the engine is shared and safe across threads
-# follow-ups about a shortlist: shown only while there is one
-QUICK_REPLIES = ("Tell me more about the first one", "What do I need to bring?", "How do I pay?",
-                 "Do I need a visa?")
-START_OVER = "Start over"
-EXAMPLES = ("My father is 62 and his multiple myeloma relapsed after two lines of treatment; we are looking "
-            "into CAR-T in Shanghai.",
-            "Our daughter is 8 months old, has biliary atresia, and the Kasai operation did not work.")
-WELCOME = ("Hello! I help patients and families abroad find the right hospital department in Shanghai and prepare "
-           "the visit, with a source for every fact. Tell me the diagnosis or the main symptoms and who the "
-           "patient is, in English or Chinese (中文), or try one of the two examples below.")
 # After a reply, what a reader needs first: the call to action of an emergency (on a phone-sized widget the chat
 # pushes it off screen), else the reply's first line, not its end (the source list comes last).
 SCROLL_TO_REPLY_START = """() => {
@@ -46,6 +37,36 @@ SCROLL_TO_REPLY_START = """() => {
   if (replies.length) replies[replies.length - 1].scrollIntoView({block: 'start'});
   if (emergency) emergency.scrollIntoView({block: 'start'});
 }"""
+
+
+class PageTexts(Strict):
+    """prompts/page.yaml, one language: the page's own words. The buttons send their label as the message."""
+
+    title: str
+    welcome: str
+    examples: list[str] = Field(min_length=2, max_length=2)
+    quick_replies: list[str] = Field(min_length=4, max_length=4)
+    start_over: str
+    send: str
+    message_label: str
+    placeholder: str
+    emergency_lead: str
+    emergency_text: str
+    urgent_lead: str
+    urgent_text: str
+
+
+class PageTextsFile(RootModel[dict[Literal["en", "zh"], PageTexts]]):
+    pass
+
+
+def load_page_texts(prompts_dir: Path) -> dict[str, PageTexts]:
+    texts = load_yaml(prompts_dir / "page.yaml", PageTextsFile).root
+    if "en" not in texts:
+        raise DataFileError(f"{prompts_dir / 'page.yaml'}: field 'en': missing; the page falls back to it")
+    return dict(texts)
+
+
 def theme() -> gr.themes.Base:
     """System fonts only: the default theme fetches Google Fonts, which tells Google who visits and
     hangs on a machine without internet."""
@@ -111,14 +132,17 @@ def cards_html(recommendations: list[Recommendation], service: CareService) -> s
     return f"<div class='care-cards'>{''.join(cards)}</div>"
 
 
-def banner_html(reply: Reply, numbers: EmergencyNumbers) -> str:
-    emergency = EMERGENCY_BANNER.format(numbers=html.escape(numbers.full))
-    return {"emergency": emergency, "urgent": URGENT_BANNER}.get(reply.triage, "")
+def banner_html(reply: Reply, numbers: EmergencyNumbers, texts: PageTexts, language: str) -> str:
+    listed = numbers.full_zh if language == "zh" else numbers.full
+    emergency = EMERGENCY_BANNER.format(lead=html.escape(texts.emergency_lead),
+                                        text=html.escape(texts.emergency_text.format(numbers=listed)))
+    urgent = URGENT_BANNER.format(lead=html.escape(texts.urgent_lead), text=html.escape(texts.urgent_text))
+    return {"emergency": emergency, "urgent": urgent}.get(reply.triage, "")
 
 
-def shown_history(service: CareService, conversation_id: str | None) -> list[dict]:
+def shown_history(service: CareService, conversation_id: str | None, welcome_text: str) -> list[dict]:
     """The conversation as the chat shows it, after the welcome; an expired or deleted one shows only that."""
-    welcome = [{"role": "assistant", "content": WELCOME}]
+    welcome = [{"role": "assistant", "content": welcome_text}]
     if conversation_id is None:
         return welcome
     try:
@@ -135,23 +159,38 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
     kb = service.assistant.kb
     retention_days = service.assistant.settings.retention_days
     numbers = service.assistant.engine.safety.numbers
+    page_texts = load_page_texts(service.assistant.settings.prompts_dir)
+    english = page_texts["en"]
+
+    def texts_for(language: str | None) -> PageTexts:
+        return page_texts.get(language or "en", english)
 
     def on_load(request: gr.Request) -> tuple:
+        """The widget's hospital and language, read once from its URL; the page's own words follow the language."""
         hospital_id = widget_hospital(request.query_params.getlist("hospital")) if embedded else None
-        language = request.query_params.get("lang") if embedded else None
+        asked = request.query_params.get("lang") if embedded else None
+        language = asked if asked in page_texts else None
+        texts = texts_for(language)
         if embedded and hospital_id not in kb.hospitals:
             return (None, None, "**This widget is not configured:** the page needs `data-hospital` set to a known "
-                                "hospital id, once.", gr.update(interactive=False))
-        title = (f"### {kb.hospitals[hospital_id].name}: find the right department"
-                 if hospital_id else "")
-        return hospital_id, language if language in ("en", "zh") else None, title, gr.update(interactive=True)
+                                "hospital id, once.", gr.update(interactive=False), *(gr.update(),) * 9)
+        title = ""
+        if hospital_id:
+            hospital = kb.hospitals[hospital_id]
+            title = "### " + texts.title.format(hospital=hospital.name, hospital_zh=hospital.name_zh)
+        return (hospital_id, language, title,
+                gr.update(interactive=True, label=texts.message_label, placeholder=texts.placeholder),
+                gr.update(value=shown_history(service, None, texts.welcome)), gr.update(value=texts.send),
+                *(gr.update(value=text) for text in texts.examples),
+                *(gr.update(value=text) for text in texts.quick_replies), gr.update(value=texts.start_over))
 
     def send(message: str, conversation_id: str | None, hospital_id: str | None, language: str | None,
              request: gr.Request) -> Iterator[tuple]:
         """The history shown comes from the store, not from the browser: a request carries only the new
         message, so the page stays under the same body cap as the API however long the conversation."""
         address = client_address(request)
-        history = shown_history(service, conversation_id)
+        texts = texts_for(language)
+        history = shown_history(service, conversation_id, texts.welcome)
         # the user's words show as typed: never as HTML or markdown (an image there would load a URL)
         if message.strip():
             history.append({"role": "user", "content": escape_markdown(message)})
@@ -189,7 +228,8 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         # case or "start over" leaves none on screen
         choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
                    for r in reply.recommendations]
-        yield (history, conversation_id, "", banner_html(reply, numbers), cards_html(reply.recommendations, service),
+        yield (history, conversation_id, "", banner_html(reply, numbers, texts, language or "en"),
+               cards_html(reply.recommendations, service),
                gr.update(choices=choices, value=choices[0][1] if choices else None),
                gr.update(visible=bool(choices)), gr.update(visible=True), gr.update(visible=False))
 
@@ -241,22 +281,23 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
                         "the reply comes in the language you write in.")
         gr.Markdown(f"**In an emergency, call your local emergency number now ({numbers.short}).**")
         banner = gr.HTML("", elem_id="care-banner")
-        chat = gr.Chatbot(value=shown_history(service, None), label="Assistant", show_label=False,
+        chat = gr.Chatbot(value=shown_history(service, None, english.welcome), label="Assistant", show_label=False,
                           height=460 if embedded else 520, sanitize_html=True, render_markdown=True,
                           autoscroll=False, elem_id="care-chat")
         cards = gr.HTML("", elem_id="care-cards")
         with gr.Row(elem_id="care-examples") as examples_row:
-            example_buttons = [gr.Button(f"Example: {text}", size="sm", elem_id=f"care-example-{number}")
-                               for number, text in enumerate(EXAMPLES, start=1)]
+            example_buttons = [gr.Button(text, size="sm", elem_id=f"care-example-{number}")
+                               for number, text in enumerate(english.examples, start=1)]
         with gr.Row(equal_height=True):
-            box = gr.Textbox(label="Your message", elem_id="care-input", scale=5,
+            box = gr.Textbox(label=english.message_label, elem_id="care-input", scale=5,
                              max_length=service.assistant.settings.max_message_chars,
-                             placeholder="e.g. My 62-year-old father's multiple myeloma relapsed twice")
-            send_message = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="care-send-message")
+                             placeholder=english.placeholder)
+            send_message = gr.Button(english.send, variant="primary", scale=1, min_width=80,
+                                     elem_id="care-send-message")
         with gr.Row(visible=False, elem_id="care-quick") as quick_row:
-            quick_buttons = [gr.Button(text, size="sm") for text in QUICK_REPLIES]
+            quick_buttons = [gr.Button(text, size="sm") for text in english.quick_replies]
         with gr.Row(visible=False) as start_over_row:
-            start_over = gr.Button(START_OVER, size="sm", elem_id="care-start-over")
+            start_over = gr.Button(english.start_over, size="sm", elem_id="care-start-over")
         with gr.Accordion("Send a referral to the hospital", open=False, elem_id="care-referral"):
             department = gr.Dropdown(label="Department", choices=[], interactive=True, elem_id="care-department")
             preview_button = gr.Button("Preview the summary", size="sm", elem_id="care-preview")
@@ -279,14 +320,14 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         outputs = [chat, conversation_state, box, banner, cards, department, quick_row, start_over_row, examples_row]
         box.submit(send, [box, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
         send_message.click(send, [box, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
-        for button, text in [*zip(quick_buttons, QUICK_REPLIES, strict=True), (start_over, START_OVER),
-                             *zip(example_buttons, EXAMPLES, strict=True)]:
-            button.click(send, [gr.State(text), *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
+        for button in [*quick_buttons, start_over, *example_buttons]:  # sends its label, in the page's language
+            button.click(send, [button, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
         preview_button.click(preview, [conversation_state, department], [summary, download_md, download_json,
                                                                          key_state])
         consent.change(lambda ticked: gr.update(interactive=bool(ticked)), consent, send_button)
         send_button.click(submit, [conversation_state, department, consent, contact, key_state], sent)
-        page.load(on_load, None, [hospital_state, language_state, title, box])
+        page.load(on_load, None, [hospital_state, language_state, title, box, chat, send_message, *example_buttons,
+                                  *quick_buttons, start_over])
     # Gradio runs one event per listener at a time by default: with a language model (seconds per turn)
     # every visitor would wait for everyone before them. The API already answers from a thread pool.
     page.queue(default_concurrency_limit=PAGE_CONCURRENCY)
