@@ -48,8 +48,11 @@ browser:
 	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
 
-# Refresh the README's screenshots (docs/*.png) from the browser tests.
+# Refresh the README's screenshots (docs/*.png) from the browser tests, with a CJK font so that Chinese shows
+# as Chinese, not boxes (the tests themselves read text, not pixels, and do not need it).
 screenshots: $(DEV_STAMP) browser
+	@fc-list 2>/dev/null | grep -qi "noto sans cjk" || $(SUDO) apt-get install -y -q fonts-noto-cjk >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q fonts-noto-cjk >/dev/null; }
 	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/test_web_browser.py
 
 lint: $(DEV_STAMP)
