@@ -30,8 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
-from assistant.text import has_cjk, normalize
-from assistant.turn.message import split_sentences
+from assistant.text import letter_counts, normalize, share_of_chinese
+from assistant.turn.message import CHINESE_MESSAGE_SHARE, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class ReadCase(BaseModel):
 
     @property
     def lang(self) -> Literal["en", "zh"]:
-        return "zh" if has_cjk(self.text) else "en"
+        """Read as a message is: an English case that names a hospital in Chinese stays English."""
+        return "zh" if share_of_chinese(*letter_counts(self.text)) > CHINESE_MESSAGE_SHARE else "en"
 
 
 def examples_of_read_cases(cases_dir: Path) -> tuple[list[TriageExample], list[RoutingExample]]:
