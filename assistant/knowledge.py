@@ -116,6 +116,11 @@ class Department(Strict):
     def hospital_id(self) -> str:
         return self.id.split("/", 1)[0]
 
+    @property
+    def chinese_name(self) -> str:
+        """What a Chinese reply calls the department: its Chinese name where a source gives one."""
+        return self.name_zh or self.name
+
     def claims(self) -> list[Claim | Programme]:
         """Every sourced sentence of the department, in the order a reader meets them."""
         return [*self.known_for, *self.programmes, *self.intake_notes]

@@ -185,7 +185,7 @@ class Composer:
         if chosen is not None:
             dept, hospital = self.kb.department(chosen.department_id), self.kb.hospitals[chosen.hospital_id]
             department = f"{dept.name}, {hospital.name}"
-            department_zh = f"{dept.name_zh or dept.name}，{hospital.name_zh}"
+            department_zh = f"{dept.chinese_name}，{hospital.name_zh}"
         return self.render("intake.md.j2", steps=steps, department=department, department_zh=department_zh,
                            sources=citations.sources, in_shanghai=in_shanghai, just_arrived=just_arrived, **notes)
 
@@ -199,7 +199,7 @@ class Composer:
         research = [{"name": p.name, "number": citations.number(p.sources[0])}
                     for p in dept.programmes if p.status == "research"]
         return self.render("answer.md.j2", question=question, department=dept.name, hospital=hospital.name,
-                           department_zh=dept.name_zh or dept.name, hospital_zh=hospital.name_zh,
+                           department_zh=dept.chinese_name, hospital_zh=hospital.name_zh,
                            international=international, research=research, steps=self._steps(items, citations),
                            sources=citations.sources, **notes)
 
@@ -238,7 +238,7 @@ class Composer:
             wrote=[escape_markdown(text) for text in summary.what_they_wrote],
             department=dept.name if dept else None,
             hospital=hospital.name if hospital else None,
-            department_zh=(dept.name_zh or dept.name) if dept else None,
+            department_zh=dept.chinese_name if dept else None,
             hospital_zh=hospital.name_zh if hospital else None,
         )
 

@@ -48,13 +48,13 @@ class Dialogue:
     def __init__(self, intents_path: Path, questions_path: Path) -> None:
         self.config = load_yaml(intents_path, IntentFile)
         # the English words, and the same questions in each language with a folder beside them (prompts/zh/)
-        self.questions = {"en": load_yaml(questions_path, QuestionsFile).root}
-        for translated in sorted(questions_path.parent.glob(f"*/{questions_path.name}")):
-            self.questions[translated.parent.name] = load_yaml(translated, QuestionsFile).root
-        for language, questions in self.questions.items():
-            path = questions_path if language == "en" else questions_path.parent / language / questions_path.name
+        files = {"en": questions_path, **{translated.parent.name: translated for translated
+                                          in sorted(questions_path.parent.glob(f"*/{questions_path.name}"))}}
+        self.questions: dict[str, dict[str, str]] = {}
+        for language, path in files.items():
+            self.questions[language] = load_yaml(path, QuestionsFile).root
             for key in QUESTION_KEYS:
-                if key not in questions:
+                if key not in self.questions[language]:
                     raise DataFileError(f"{path}: field '{key}': missing; the dialogue asks this question")
         self.patterns: dict[str, list[re.Pattern[str]]] = {}
         for name, patterns in self.config.intents.items():

@@ -114,6 +114,10 @@ class PhoneNumber(Strict):
     def __str__(self) -> str:
         return " ".join(part for part in (self.number, self.name, "in", self.where) if part)
 
+    @property
+    def in_chinese(self) -> str:
+        return f"{self.where_zh} {self.number}"
+
 
 class EmergencyNumbers(Strict):
     """knowledge/safety/emergency_numbers.yaml: the one place the numbers are written, in every form we show."""
@@ -146,16 +150,16 @@ class EmergencyNumbers(Strict):
     @property
     def full_zh(self) -> str:
         """中国大陆 120，欧洲 112，北美 911"""
-        return "，".join(f"{line.where_zh} {line.number}" for line in self.emergency)
+        return "，".join(line.in_chinese for line in self.emergency)
 
     @property
     def elsewhere_zh(self) -> str:
         """欧洲 112，北美 911: the numbers after mainland China's, for the Chinese replies"""
-        return "，".join(f"{line.where_zh} {line.number}" for line in self.emergency[1:])
+        return "，".join(line.in_chinese for line in self.emergency[1:])
 
     @property
     def crisis_elsewhere_zh(self) -> str:
-        lines = "，".join(f"{line.where_zh} {line.number}" for line in self.crisis_lines[1:])
+        lines = "，".join(line.in_chinese for line in self.crisis_lines[1:])
         return f"{lines}；其他国家的热线见 {self.crisis_directory}"
 
 

@@ -165,6 +165,12 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
     def texts_for(language: str | None) -> PageTexts:
         return page_texts.get(language or "en", english)
 
+    def page_words(texts: PageTexts) -> tuple:
+        """The welcome and the button labels in one language, in the order `on_load` lists their components."""
+        return (gr.update(value=shown_history(service, None, texts.welcome)), gr.update(value=texts.send),
+                *(gr.update(value=text) for text in texts.examples),
+                *(gr.update(value=text) for text in texts.quick_replies), gr.update(value=texts.start_over))
+
     def on_load(request: gr.Request) -> tuple:
         """The widget's hospital and language, read once from its URL; the page's own words follow the language."""
         hospital_id = widget_hospital(request.query_params.getlist("hospital")) if embedded else None
@@ -173,16 +179,14 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         texts = texts_for(language)
         if embedded and hospital_id not in kb.hospitals:
             return (None, None, "**This widget is not configured:** the page needs `data-hospital` set to a known "
-                                "hospital id, once.", gr.update(interactive=False), *(gr.update(),) * 9)
+                                "hospital id, once.", gr.update(interactive=False), *page_words(english))
         title = ""
         if hospital_id:
             hospital = kb.hospitals[hospital_id]
             title = "### " + texts.title.format(hospital=hospital.name, hospital_zh=hospital.name_zh)
         return (hospital_id, language, title,
                 gr.update(interactive=True, label=texts.message_label, placeholder=texts.placeholder),
-                gr.update(value=shown_history(service, None, texts.welcome)), gr.update(value=texts.send),
-                *(gr.update(value=text) for text in texts.examples),
-                *(gr.update(value=text) for text in texts.quick_replies), gr.update(value=texts.start_over))
+                *page_words(texts))
 
     def send(message: str, conversation_id: str | None, hospital_id: str | None, language: str | None,
              request: gr.Request) -> Iterator[tuple]:
