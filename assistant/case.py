@@ -54,6 +54,8 @@ class Reading:
     stated_age: float | None  # "my 6 week old son", "she is 4 years old"
     own_age: float | None  # the stated age, or the writer's own "I'm 40" when there is none
     infant: bool
+    pregnancy: bool  # the message is about a pregnancy, wanted or under way
+    child_only_by_a_baby_word: bool  # "our baby is not moving much": a child, unless a pregnancy says otherwise
     goals: set[str]
     location: str | None
     language: str
@@ -84,6 +86,7 @@ class Case(BaseModel):
     who: str | None = None  # self | child | adult | adult_relative
     age_years: float | None = None
     age_assumed: bool = False  # "a baby" routes as an infant, but a summary never states an age nobody gave
+    child_only_by_a_baby_word: bool = False  # the case's child is "our baby" so far, with no age and no "my son"
     goals: set[str] = Field(default_factory=set)
     language: str = "en"
     location: str | None = None  # where the patient is now, in their words
@@ -108,8 +111,13 @@ class Case(BaseModel):
         self.texts.append(reading.text)
         self.search_texts.append(reading.search_text)
         self.hits.extend(reading.hits)
+        if reading.pregnancy and self.child_only_by_a_baby_word:
+            # "our baby is not moving much", then "I'm 34 weeks pregnant": that baby is unborn, not the patient
+            self.who, self.age_years, self.age_assumed = None, None, False
         if reading.who in ("child", "adult") or self.who in (None, "self"):
             self.who = reading.who or self.who
+        if reading.who == "child" or reading.infant or reading.pregnancy or reading.stated_age is not None:
+            self.child_only_by_a_baby_word = reading.child_only_by_a_baby_word and not reading.pregnancy
         age = reading.age_for(self.who)
         if age is not None:
             self.age_years, self.age_assumed = age, False

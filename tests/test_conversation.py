@@ -186,6 +186,20 @@ def test_a_baby_without_an_age_routes_as_an_infant_but_the_summary_states_no_age
     assert conv.referral.patient["age"] is None and conv.referral.patient["who"] == "child"
 
 
+@pytest.mark.parametrize("first, pregnancy", [
+    ("Our baby is not moving much", "I am 34 weeks pregnant"),
+    ("The scan showed our baby has a heart defect, what are the options?", "I'm 24 weeks pregnant"),
+    ("宝宝这两天动得少", "我怀孕34周了"),
+])
+def test_a_pregnancy_told_after_the_baby_makes_that_baby_unborn_and_the_mother_the_patient(assistant, first,
+                                                                                             pregnancy):
+    conv = assistant.start()
+    assistant.reply(conv, first)
+    reply = assistant.reply(conv, pregnancy)
+    assert not conv.case.is_child and conv.case.age_years is None
+    assert reply.recommendations and "neonatology" not in reply.recommendations[0].department_id
+
+
 def test_past_and_failed_procedures_are_history_and_tests_are_not_treatments(assistant):
     conv = assistant.start()
     assistant.reply(conv, "My father's multiple myeloma relapsed after a stem cell transplant. He had a PET-CT scan "

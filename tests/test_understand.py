@@ -211,3 +211,16 @@ def test_a_teenagers_skin_goes_to_the_skin_clinic_first_a_young_childs_to_pediat
     assert max(teenager, key=teenager.get) == "dermatology" and "pediatrics" in teenager
     child = understander.specialty_scores(read(understander, "my son is 6 and has eczema on his face"))
     assert max(child, key=child.get) == "pediatrics"
+
+
+@pytest.mark.parametrize("texts", [
+    ("My 3 week old baby has eczema", "I am pregnant again too"),
+    ("My baby son has eczema", "I'm pregnant, can I bring him along"),
+])
+def test_a_named_or_aged_child_stays_the_patient_when_a_pregnancy_is_mentioned_later(understander, read, texts):
+    assert read(understander, *texts).is_child
+
+
+def test_a_baby_known_only_by_the_word_baby_is_unborn_once_a_pregnancy_is_told(understander, read):
+    case = read(understander, "our baby is not moving much", "I'm 34 weeks pregnant")
+    assert not case.is_child and case.age_years is None

@@ -39,6 +39,7 @@ PREGNANCY_CONTEXT = re.compile(
     r"try for a baby)\b"
 )
 UNBORN_BABY = re.compile(r"\b((a|our|my|the) )?bab(y|ies)\b")
+BABY_WORD = re.compile(r"\bbab(y|ies)\b")
 ZH_PREGNANCY = ("怀孕", "试管", "孕", "胎动", "产检", "胎儿", "生孩子", "要孩子", "怀不上")
 ZH_UNBORN = ("生孩子", "要孩子", "宝宝", "婴儿", "胎儿")  # "想问一下生孩子的事": the child is not born yet
 ADULT_STATED = re.compile(r"\b(an adult|adult|grown[- ]up|for me|for myself)\b")
@@ -192,14 +193,31 @@ def detect_age(normalized: str) -> float | None:
     return None
 
 
+def is_about_pregnancy(normalized: str, raw: str) -> bool:
+    return bool(PREGNANCY_CONTEXT.search(normalized)) or any(word in raw for word in ZH_PREGNANCY)
+
+
+def without_baby_words(normalized: str, raw: str) -> tuple[str, str]:
+    for word in ZH_UNBORN:
+        raw = raw.replace(word, " ")
+    return UNBORN_BABY.sub(" ", normalized), raw
+
+
 def without_unborn_baby(normalized: str, raw: str) -> tuple[str, str]:
     """In "trying for a baby", "our baby is due in May" or "20 weeks pregnant, baby moving less" the baby is not
     the patient, and does not make the patient an infant."""
-    if PREGNANCY_CONTEXT.search(normalized) or any(word in raw for word in ZH_PREGNANCY):
-        for word in ZH_UNBORN:
-            raw = raw.replace(word, " ")
-        return UNBORN_BABY.sub(" ", normalized), raw
-    return normalized, raw
+    return without_baby_words(normalized, raw) if is_about_pregnancy(normalized, raw) else (normalized, raw)
+
+
+def child_only_by_a_baby_word(normalized: str, raw: str, who: str | None, stated_age: float | None) -> bool:
+    """"Our baby is not moving much" makes the patient a baby only through the word "baby": a pregnancy told in a
+    later message shows that baby is unborn (`Case.add`). A stated age or "my son" is a child for good."""
+    if stated_age is not None or (who != "child" and not INFANT_WORDS.search(normalized)):
+        return False
+    for word in ZH_UNBORN:
+        raw = raw.replace(word, " ")
+    without_baby = " ".join(BABY_WORD.sub(" ", normalized).split())  # "my baby son" is still "my son"
+    return detect_who(without_baby, raw) != "child"
 
 
 def is_teenager(case: Case) -> bool:
@@ -255,13 +273,16 @@ class Understander:
             normalized, raw = without_fed_baby(normalized, raw)
         location = LOCATION.search(APOSTROPHES.sub("", message.raw))
         stated_age = detect_age(normalized)
+        who = detect_who(normalized, raw)
         return Reading(
             text=message.raw,
             hits=hits,
-            who=detect_who(normalized, raw),
+            who=who,
             stated_age=stated_age,
             own_age=stated_age if stated_age is not None else self.patient.writers_age(normalized),
             infant=bool(INFANT_WORDS.search(normalized)),
+            pregnancy=is_about_pregnancy(message.normalized, message.raw),
+            child_only_by_a_baby_word=child_only_by_a_baby_word(normalized, raw, who, stated_age),
             goals=detect_goals(message.normalized),
             location=location.group(1).strip() if location else None,
             language="zh" if message.is_chinese else "en",
