@@ -152,8 +152,8 @@ class CareService:
         summary = self.assistant.composer.referral(conv.case, None, conv.widget_hospital)
         return summary.model_copy(update={"hospital_id": hospital_id, "department_id": department_id})
 
-    def referral_markdown(self, summary: ReferralSummary) -> str:
-        return self.assistant.composer.referral_text(summary)
+    def referral_markdown(self, summary: ReferralSummary, language: str = "en") -> str:
+        return self.assistant.composer.speaking(language).referral_text(summary)
 
     def previous_referral(self, conversation_id: str, department_id: str, contact: str,
                           idempotency_key: str) -> Referral | None:

@@ -120,14 +120,39 @@ def shots(tmp_path: Path) -> Path:
     return PROJECT_ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
 
 
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(params=[DESKTOP, PHONE], ids=["desktop", "phone"])
+def screen(request: pytest.FixtureRequest) -> dict[str, int]:
+    """Each flow of the page runs on a desktop and on a phone-sized screen."""
+    return request.param
+
+
+def shot(shots: Path, name: str, screen: dict[str, int]) -> str:
+    return str(shots / (f"{name}.png" if screen == DESKTOP else f"{name}-phone.png"))
+
+
+def fits_the_width(page) -> bool:  # noqa: ANN001 (a Playwright page or frame)
+    """Nothing sticks out sideways: a phone reader never scrolls left and right to read a line."""
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def in_view(page, selector: str) -> bool:  # noqa: ANN001
+    return page.evaluate("""(selector) => { const box = document.querySelector(selector).getBoundingClientRect();
+                                            return box.top >= -1 && box.bottom <= window.innerHeight + 1; }""",
+                         selector)
+
+
 def test_make_run_serves_healthz_ready_on_a_free_port(live_server: LiveServer) -> None:
     body = httpx.get(f"{live_server.url}/healthz").json()
     assert body["status"] == "ready" and body["departments"] > 100
 
 
 def test_the_patient_page_answers_the_myeloma_story_with_a_ruijin_card_and_source_links(
-        live_server: LiveServer, browser, kb, shots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+        live_server: LiveServer, browser, kb, shots: Path, screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     page.fill("#care-input textarea", MYELOMA)
     page.press("#care-input textarea", "Enter")
@@ -140,12 +165,14 @@ def test_the_patient_page_answers_the_myeloma_story_with_a_ruijin_card_and_sourc
     known_urls = {source.url for source in kb.sources.values() if source.url}
     assert hrefs and hrefs <= known_urls
     assert links.first.get_attribute("target") == "_blank"
-    page.screenshot(path=str(shots / "patient-page.png"), full_page=True)
+    assert fits_the_width(page)
+    page.screenshot(path=shot(shots, "patient-page", screen), full_page=True)
     page.close()
 
 
-def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, browser, shots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, browser, shots: Path,
+                                                  screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     page.fill("#care-input textarea", MYELOMA)
     page.press("#care-input textarea", "Enter")
@@ -171,7 +198,8 @@ def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, brows
         before = db.execute("select count(*) from referrals").fetchone()[0]
     send.click()
     page.wait_for_selector("#care-sent :text('Sent')", timeout=30_000)
-    page.screenshot(path=str(shots / "referral.png"), full_page=True)
+    assert fits_the_width(page)
+    page.screenshot(path=shot(shots, "referral", screen), full_page=True)
     with sqlite3.connect(live_server.database) as db:
         rows = db.execute("select hospital_id, contact from referrals").fetchall()
     assert len(rows) == before + 1 and rows[-1] == ("ruijin", "family@example.org")
@@ -188,7 +216,7 @@ def host_page(folder: Path, server_url: str, name: str = "host.html") -> str:
 def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
         live_server: LiveServer, host_sites, browser, shots: Path) -> None:
     allowed, _, folder = host_sites
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport=DESKTOP)
     page.goto(f"{allowed.origin}/{host_page(folder, live_server.url)}")
     launcher = page.locator("care-widget .launcher")
     launcher.click(timeout=30_000)
@@ -226,14 +254,19 @@ def test_the_widget_does_not_open_on_a_site_missing_from_the_allow_list(
     page.close()
 
 
-def test_a_chinese_widget_speaks_chinese_from_its_launcher_to_its_emergency_banner(
-        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
-    allowed, _, folder = host_sites
-    name = host_page(folder, live_server.url, "chinese.html")
+def chinese_host_page(folder: Path, server_url: str, name: str) -> str:
+    name = host_page(folder, server_url, name)
     host = (folder / name).read_text(encoding="utf-8")
     (folder / name).write_text(host.replace('data-hospital="renji" data-color', 'data-hospital="renji" data-lang="zh" '
                                                                            'data-color'), encoding="utf-8")
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    return name
+
+
+def test_a_chinese_widget_speaks_chinese_from_its_launcher_to_its_emergency_banner(
+        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
+    allowed, _, folder = host_sites
+    name = chinese_host_page(folder, live_server.url, "chinese.html")
+    page = browser.new_page(viewport=DESKTOP)
     page.goto(f"{allowed.origin}/{name}")
     page.locator("care-widget .launcher").click(timeout=30_000)
     chat = page.frame_locator("care-widget iframe")
@@ -250,10 +283,40 @@ def test_a_chinese_widget_speaks_chinese_from_its_launcher_to_its_emergency_bann
     page.close()
 
 
+def test_on_a_phone_a_chinese_family_gets_chinese_cards_and_sends_a_referral_from_a_chinese_panel(
+        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
+    allowed, _, folder = host_sites
+    page = browser.new_page(viewport=PHONE)
+    page.goto(f"{allowed.origin}/{chinese_host_page(folder, live_server.url, 'chinese-referral.html')}")
+    page.locator("care-widget .launcher").click(timeout=30_000)
+    chat = page.frame_locator("care-widget iframe")
+    chat.locator("#care-input textarea").fill("我们的女儿8个月大，胆道闭锁，葛西手术没有成功，想做肝移植")
+    chat.locator("#care-input textarea").press("Enter")
+    card = chat.locator(".care-card").first
+    card.wait_for(timeout=60_000)
+    assert "仁济医院" in card.inner_text() and "来源" in card.inner_text()
+    chat.get_by_text("向医院发送转诊摘要").click()
+    chat.locator("#care-preview").click()
+    chat.locator("#care-summary :text('转诊摘要')").first.wait_for(timeout=30_000)
+    panel = chat.locator("#care-referral").inner_text()
+    assert "我同意" in panel and "Send a referral" not in panel and "I agree" not in panel
+    assert chat.locator("#care-send").inner_text() == "发送给医院"
+    assert chat.locator("#care-preview").inner_text() == "预览摘要"
+    assert "隐私说明" in chat.locator("#care-privacy").inner_text()
+    chat.locator("#care-contact textarea, #care-contact input").fill("wechat: lin_family")
+    assert chat.locator("#care-send").is_disabled(), "nothing is sent before the consent box is ticked"
+    chat.locator("#care-consent input[type=checkbox]").check()
+    chat.locator("#care-send").click()
+    chat.locator("#care-sent :text('已发送')").wait_for(timeout=30_000)
+    assert "仁济医院" in chat.locator("#care-sent").inner_text()
+    page.screenshot(path=str(shots / "widget-zh-referral-phone.png"))
+    page.close()
+
+
 def test_on_a_phone_the_widget_keeps_the_emergency_call_to_action_in_view_in_the_hospitals_colour(
         live_server: LiveServer, host_sites, browser, shots: Path) -> None:
     allowed, _, folder = host_sites
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = browser.new_page(viewport=PHONE)
     page.goto(f"{allowed.origin}/{host_page(folder, live_server.url, 'phone.html')}")
     page.locator("care-widget .launcher").click(timeout=30_000)
     bar = page.locator("care-widget .bar")
@@ -310,11 +373,11 @@ CONTRAST_OF_EVERY_TEXT = """(root) => {
 
 
 def test_the_page_opens_with_a_welcome_two_examples_and_a_send_button_and_no_quick_replies_yet(
-        live_server: LiveServer, browser) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+        live_server: LiveServer, browser, screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     page.wait_for_selector("#care-chat :text('Hello!')", timeout=30_000)
-    assert page.locator("#care-send-message").is_visible()
+    assert page.locator("#care-send-message").is_visible() and fits_the_width(page)
     assert page.locator("#care-example-1").is_visible() and page.locator("#care-example-2").is_visible()
     assert not page.get_by_role("button", name="How do I pay?").is_visible()
     page.click("#care-example-1")
@@ -324,8 +387,9 @@ def test_the_page_opens_with_a_welcome_two_examples_and_a_send_button_and_no_qui
     page.close()
 
 
-def test_a_long_reply_is_shown_from_its_start_not_its_source_list(live_server: LiveServer, browser) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def test_a_long_reply_is_shown_from_its_start_not_its_source_list(live_server: LiveServer, browser,
+                                                                  screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     page.fill("#care-input textarea", MYELOMA)
     page.click("#care-send-message")
@@ -339,8 +403,8 @@ def test_a_long_reply_is_shown_from_its_start_not_its_source_list(live_server: L
 
 
 def test_an_emergency_shows_a_readable_banner_and_clears_the_previous_cases_cards(
-        live_server: LiveServer, browser, shots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+        live_server: LiveServer, browser, shots: Path, screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     ask(page, MYELOMA)
     page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
@@ -351,12 +415,18 @@ def test_an_emergency_shows_a_readable_banner_and_clears_the_previous_cases_card
     assert not page.get_by_role("button", name="How do I pay?").is_visible()
     contrasts = page.evaluate(CONTRAST_OF_EVERY_TEXT, banner)
     assert contrasts and all(ratio >= 4.5 for _, ratio in contrasts), contrasts
-    page.screenshot(path=str(shots / "emergency.png"))
+    page.wait_for_timeout(500)
+    assert in_view(page, "#care-banner .care-emergency"), "the call to action is on screen after the reply"
+    page.mouse.wheel(0, 600)
+    page.wait_for_timeout(300)
+    assert in_view(page, "#care-banner .care-emergency"), "the banner stays pinned while the reply is read"
+    page.screenshot(path=shot(shots, "emergency", screen))
     page.close()
 
 
-def test_start_over_leaves_no_cards_or_departments_of_the_old_case(live_server: LiveServer, browser) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def test_start_over_leaves_no_cards_or_departments_of_the_old_case(live_server: LiveServer, browser,
+                                                                   screen: dict[str, int]) -> None:
+    page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     ask(page, MYELOMA)
     page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
@@ -393,7 +463,8 @@ def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServe
 
 
 def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(live_server: LiveServer, browser,
-                                                                              shots: Path) -> None:
+                                                                              shots: Path,
+                                                                              screen: dict[str, int]) -> None:
     from assistant.store.database import Store
 
     key = Store.open(f"sqlite:///{live_server.database}").create_key("ruijin")
@@ -405,7 +476,7 @@ def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(li
                              headers={"Idempotency-Key": f"inbox-page-{conversation_id}"},
                              json={"consent": True, "contact": "lin.family@example.org",
                                    "department_id": "ruijin/hematology"}).json()["referral_id"]
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = browser.new_page(viewport=screen)
     page.goto(f"{live_server.url}/inbox")
     page.fill("#key", "care_wrong_key")
     page.click("button[type=submit]")
@@ -424,5 +495,6 @@ def test_the_inbox_page_shows_a_hospital_its_referrals_and_works_their_status(li
     page.wait_for_timeout(500)
     inbox = httpx.get(f"{api}/inbox", headers={"Authorization": f"Bearer {key}"}).json()
     assert next(r for r in inbox if r["referral_id"] == referral_id)["status"] == "contacted"
-    page.screenshot(path=str(shots / "inbox.png"))
+    assert fits_the_width(page)
+    page.screenshot(path=shot(shots, "inbox", screen))
     page.close()

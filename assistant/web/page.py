@@ -39,6 +39,26 @@ SCROLL_TO_REPLY_START = """() => {
 }"""
 
 
+class ReferralPanelTexts(Strict):
+    """The referral panel's labels and what it answers; `sent` and `too_many` are formatted."""
+
+    title: str
+    department: str
+    preview: str
+    download_markdown: str
+    download_json: str
+    consent: str
+    contact: str
+    send: str
+    need_shortlist: str
+    consent_first: str
+    contact_needed: str
+    preview_first: str
+    sent: str
+    too_many: str
+    busy: str
+
+
 class PageTexts(Strict):
     """prompts/page.yaml, one language: the page's own words. The buttons send their label as the message."""
 
@@ -54,6 +74,12 @@ class PageTexts(Strict):
     emergency_text: str
     urgent_lead: str
     urgent_text: str
+    emergency_line: str
+    sources: str
+    referral: ReferralPanelTexts
+    privacy: str
+    sending_quickly: str
+    busy: str
 
 
 class PageTextsFile(RootModel[dict[Literal["en", "zh"], PageTexts]]):
@@ -75,6 +101,9 @@ def theme() -> gr.themes.Base:
 
 
 CSS = """
+/* Gradio's container hides its overflow, which makes it the banner's scroll box and stops "sticky"; clipping
+   clips the same without being a scroll box, so the banner stays pinned to the top of the window */
+.gradio-container {overflow: clip !important}
 #care-banner {position: sticky; top: 0; z-index: 20}
 .care-banner {padding: 12px 16px; border-radius: 8px; margin: 4px 0; font-size: 1.05em}
 .care-banner strong, .care-banner a {color: inherit !important}
@@ -88,14 +117,6 @@ CSS = """
 .care-card ul {padding-left: 18px; margin: 6px 0}
 .care-card .care-sources a {margin-right: 8px}
 """
-
-
-def privacy_note(retention_days: int) -> str:
-    return (f"**Privacy.** This conversation is stored on this service's server for {retention_days} days after "
-            "your last message so you can continue it, then deleted; \"Start over\" does not delete it, closing the "
-            "page does not either. A summary you download stays on the server for at most two hours to serve the "
-            "download. Nothing goes to a hospital unless you tick the consent box below and press send; then only "
-            "the summary you see and the contact you type are sent to that hospital, whose inbox keeps it.")
 
 
 def source_links(rec: Recommendation, service: CareService, numbers: dict[str, int]) -> str:
@@ -112,9 +133,10 @@ def source_links(rec: Recommendation, service: CareService, numbers: dict[str, i
     return " ".join(dict.fromkeys(links))
 
 
-def cards_html(recommendations: list[Recommendation], service: CareService) -> str:
+def cards_html(recommendations: list[Recommendation], service: CareService, texts: PageTexts, language: str) -> str:
     """One card per recommendation: the department, why it fits and its sources; the reply above holds what the
-    sources say, so the cards do not repeat it. Every string is escaped."""
+    sources say, so the cards do not repeat it. In Chinese the names are the knowledge's Chinese names and the
+    reason is the specialty's. Every string is escaped."""
     if not recommendations:
         return ""
     kb = service.assistant.kb
@@ -122,12 +144,18 @@ def cards_html(recommendations: list[Recommendation], service: CareService) -> s
     cards = []
     for position, rec in enumerate(recommendations, start=1):
         dept, hospital = kb.department(rec.department_id), kb.hospitals[rec.hospital_id]
+        if language == "zh":
+            heading, where = dept.chinese_name, f"{hospital.name_zh} ({hospital.name})"
+            why = kb.language.specialty_names_zh[rec.specialties[0]]
+        else:
+            heading, where, why = dept.name, f"{hospital.name} ({hospital.name_zh})", rec.why
         cards.append(
             f"<div class='care-card' data-hospital='{html.escape(rec.hospital_id)}'>"
-            f"<h3>{position}. {html.escape(dept.name)}</h3>"
-            f"<div class='care-hospital'>{html.escape(hospital.name)} ({html.escape(hospital.name_zh)})</div>"
-            f"<div class='care-why'>{html.escape(rec.why)}</div>"
-            f"<div class='care-sources'>Sources: {source_links(rec, service, numbers)}</div></div>"
+            f"<h3>{position}. {html.escape(heading)}</h3>"
+            f"<div class='care-hospital'>{html.escape(where)}</div>"
+            f"<div class='care-why'>{html.escape(why)}</div>"
+            f"<div class='care-sources'>{html.escape(texts.sources)} {source_links(rec, service, numbers)}</div>"
+            "</div>"
         )
     return f"<div class='care-cards'>{''.join(cards)}</div>"
 
@@ -165,28 +193,23 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
     def texts_for(language: str | None) -> PageTexts:
         return page_texts.get(language or "en", english)
 
-    def page_words(texts: PageTexts) -> tuple:
-        """The welcome and the button labels in one language, in the order `on_load` lists their components."""
-        return (gr.update(value=shown_history(service, None, texts.welcome)), gr.update(value=texts.send),
-                *(gr.update(value=text) for text in texts.examples),
-                *(gr.update(value=text) for text in texts.quick_replies), gr.update(value=texts.start_over))
-
-    def on_load(request: gr.Request) -> tuple:
+    def on_load(request: gr.Request) -> dict:
         """The widget's hospital and language, read once from its URL; the page's own words follow the language."""
         hospital_id = widget_hospital(request.query_params.getlist("hospital")) if embedded else None
         asked = request.query_params.get("lang") if embedded else None
         language = asked if asked in page_texts else None
         texts = texts_for(language)
         if embedded and hospital_id not in kb.hospitals:
-            return (None, None, "**This widget is not configured:** the page needs `data-hospital` set to a known "
-                                "hospital id, once.", gr.update(interactive=False), *page_words(english))
-        title = ""
+            return {hospital_state: None, language_state: None, box: gr.update(interactive=False),
+                    title: "**This widget is not configured:** the page needs `data-hospital` set to a known "
+                           "hospital id, once.", **page_words(english)}
+        heading = ""
         if hospital_id:
             hospital = kb.hospitals[hospital_id]
-            title = "### " + texts.title.format(hospital=hospital.name, hospital_zh=hospital.name_zh)
-        return (hospital_id, language, title,
-                gr.update(interactive=True, label=texts.message_label, placeholder=texts.placeholder),
-                *page_words(texts))
+            heading = "### " + texts.title.format(hospital=hospital.name, hospital_zh=hospital.name_zh)
+        return {hospital_state: hospital_id, language_state: language, title: heading,
+                box: gr.update(interactive=True, label=texts.message_label, placeholder=texts.placeholder),
+                **page_words(texts)}
 
     def send(message: str, conversation_id: str | None, hospital_id: str | None, language: str | None,
              request: gr.Request) -> Iterator[tuple]:
@@ -210,14 +233,14 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
                 conversation_id = service.start(widget_hospital=hospital_id, language=language).id
                 turn = service.send(conversation_id, message)
         except RateLimited as limited:
-            notice = f"You are sending messages quickly; please wait {limited.retry_after} s and send it again."
+            notice = texts.sending_quickly.format(seconds=limited.retry_after)
             yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
             return
         except Invalid as problem:  # too long: refused as the API refuses it, nothing stored
             yield [*history, {"role": "assistant", "content": problem.message}], conversation_id, message, *unchanged
             return
         except StoreUnavailable:
-            notice = "The service is busy and did not save your message; please send it again in a moment."
+            notice = texts.busy
             yield [*history, {"role": "assistant", "content": notice}], conversation_id, message, *unchanged
             return
         history.append({"role": "assistant", "content": ""})
@@ -233,32 +256,34 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         choices = [(f"{kb.department(r.department_id).name}, {kb.hospitals[r.hospital_id].name}", r.department_id)
                    for r in reply.recommendations]
         yield (history, conversation_id, "", banner_html(reply, numbers, texts, language or "en"),
-               cards_html(reply.recommendations, service),
+               cards_html(reply.recommendations, service, texts, language or "en"),
                gr.update(choices=choices, value=choices[0][1] if choices else None),
                gr.update(visible=bool(choices)), gr.update(visible=True), gr.update(visible=False))
 
-    def preview(conversation_id: str | None, department_id: str | None) -> tuple:
-        """Show exactly what would be sent; a new preview gets a new idempotency key."""
+    def preview(conversation_id: str | None, department_id: str | None, language: str | None) -> tuple:
+        """Show exactly what would be sent, in the page's language; a new preview gets a new idempotency key."""
+        words = texts_for(language).referral
         if not conversation_id or not department_id:
-            return "Ask for recommendations first, then choose a department.", gr.update(), gr.update(), None
+            return words.need_shortlist, gr.update(), gr.update(), None
         try:
             conv = service.conversation(conversation_id).conversation
             summary = service.referral_summary(conv, department_id)
         except (Invalid, NotFound) as problem:
             return str(problem), gr.update(), gr.update(), None
-        markdown = service.referral_markdown(summary)
+        markdown = service.referral_markdown(summary, language or "en")
         md_path, json_path = downloads.write(conversation_id, markdown, summary.model_dump_json(indent=2))
         return markdown, gr.update(value=md_path, interactive=True), gr.update(value=json_path, interactive=True), \
             uuid.uuid4().hex
 
     def submit(conversation_id: str | None, department_id: str | None, consent: bool, contact: str,
-               idempotency_key: str | None, request: gr.Request) -> str:
+               idempotency_key: str | None, language: str | None, request: gr.Request) -> str:
+        words = texts_for(language).referral
         if not consent:
-            return "Tick the consent box first: nothing is sent without it."
+            return words.consent_first
         if len(contact.strip()) < 3:
-            return "Give an e-mail address or messaging id the hospital can reach you at."
+            return words.contact_needed
         if not conversation_id or not department_id or not idempotency_key:
-            return "Preview the summary first."
+            return words.preview_first
         try:
             retried = service.previous_referral(conversation_id, department_id, contact.strip(), idempotency_key)
             if retried is None:
@@ -267,13 +292,12 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         except (Invalid, NotFound) as problem:
             return str(problem)
         except RateLimited as limited:
-            return f"Too many referrals from you just now; please try again in {limited.retry_after} s."
+            return words.too_many.format(seconds=limited.retry_after)
         except StoreUnavailable:
-            return "The service is busy and did not send the referral; press send again in a moment."
-        hospital = kb.hospitals[referral.hospital_id].name
-        return (f"**Sent** to the international department of {html.escape(hospital)} (reference "
-                f"`{referral.id[:8]}`). They will reply to the contact you gave; this service does not book "
-                "appointments.")
+            return words.busy
+        hospital = kb.hospitals[referral.hospital_id]
+        name = hospital.name_zh if language == "zh" else hospital.name
+        return words.sent.format(hospital=html.escape(name), reference=referral.id[:8])
 
     with gr.Blocks(title="Shanghai care finder", delete_cache=(3600, 3600)) as page:
         hospital_state, language_state, conversation_state = gr.State(None), gr.State(None), gr.State(None)
@@ -283,7 +307,7 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
             gr.Markdown("## Find the right hospital department in Shanghai\nDescribe the diagnosis or symptoms and "
                         "who the patient is. Every fact comes with its source. Write in English or Chinese (中文): "
                         "the reply comes in the language you write in.")
-        gr.Markdown(f"**In an emergency, call your local emergency number now ({numbers.short}).**")
+        emergency_line = gr.Markdown(english.emergency_line.format(numbers=numbers.short))
         banner = gr.HTML("", elem_id="care-banner")
         chat = gr.Chatbot(value=shown_history(service, None, english.welcome), label="Assistant", show_label=False,
                           height=460 if embedded else 520, sanitize_html=True, render_markdown=True,
@@ -302,23 +326,43 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
             quick_buttons = [gr.Button(text, size="sm") for text in english.quick_replies]
         with gr.Row(visible=False) as start_over_row:
             start_over = gr.Button(english.start_over, size="sm", elem_id="care-start-over")
-        with gr.Accordion("Send a referral to the hospital", open=False, elem_id="care-referral"):
-            department = gr.Dropdown(label="Department", choices=[], interactive=True, elem_id="care-department")
-            preview_button = gr.Button("Preview the summary", size="sm", elem_id="care-preview")
+        panel = english.referral
+        with gr.Accordion(panel.title, open=False, elem_id="care-referral") as referral_panel:
+            department = gr.Dropdown(label=panel.department, choices=[], interactive=True, elem_id="care-department")
+            preview_button = gr.Button(panel.preview, size="sm", elem_id="care-preview")
             summary = gr.Markdown("", elem_id="care-summary")
             with gr.Row():
-                download_md = gr.DownloadButton("Download Markdown", interactive=False, size="sm",
+                download_md = gr.DownloadButton(panel.download_markdown, interactive=False, size="sm",
                                                 elem_id="care-download-md")
-                download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm",
+                download_json = gr.DownloadButton(panel.download_json, interactive=False, size="sm",
                                                   elem_id="care-download-json")
-            consent = gr.Checkbox(label="I agree to send this summary and my contact to the hospital named above.",
-                                  value=False, elem_id="care-consent")
-            contact = gr.Textbox(label="Your e-mail or messaging id (e.g. WhatsApp +44...)", max_lines=1,
-                                 elem_id="care-contact")
-            send_button = gr.Button("Send to the hospital", variant="primary", interactive=False,
-                                    elem_id="care-send")
+            consent = gr.Checkbox(label=panel.consent, value=False, elem_id="care-consent")
+            contact = gr.Textbox(label=panel.contact, max_lines=1, elem_id="care-contact")
+            send_button = gr.Button(panel.send, variant="primary", interactive=False, elem_id="care-send")
             sent = gr.Markdown("", elem_id="care-sent")
-        gr.Markdown(privacy_note(retention_days))
+        privacy = gr.Markdown(english.privacy.format(days=retention_days), elem_id="care-privacy")
+
+        def page_words(texts: PageTexts) -> dict:
+            """Every word of the page in one language: the welcome, the buttons, the referral panel, the notes."""
+            words = texts.referral
+            return {
+                emergency_line: texts.emergency_line.format(numbers=numbers.short),
+                chat: gr.update(value=shown_history(service, None, texts.welcome)),
+                send_message: gr.update(value=texts.send),
+                **{button: gr.update(value=text)
+                   for button, text in zip([*example_buttons, *quick_buttons], [*texts.examples, *texts.quick_replies],
+                                           strict=True)},
+                start_over: gr.update(value=texts.start_over),
+                referral_panel: gr.update(label=words.title),
+                department: gr.update(label=words.department),
+                preview_button: gr.update(value=words.preview),
+                download_md: gr.update(label=words.download_markdown),
+                download_json: gr.update(label=words.download_json),
+                consent: gr.update(label=words.consent),
+                contact: gr.update(label=words.contact),
+                send_button: gr.update(value=words.send),
+                privacy: texts.privacy.format(days=retention_days),
+            }
 
         inputs = [conversation_state, hospital_state, language_state]
         outputs = [chat, conversation_state, box, banner, cards, department, quick_row, start_over_row, examples_row]
@@ -326,12 +370,12 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         send_message.click(send, [box, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
         for button in [*quick_buttons, start_over, *example_buttons]:  # sends its label, in the page's language
             button.click(send, [button, *inputs], outputs).then(None, js=SCROLL_TO_REPLY_START)
-        preview_button.click(preview, [conversation_state, department], [summary, download_md, download_json,
-                                                                         key_state])
+        preview_button.click(preview, [conversation_state, department, language_state],
+                             [summary, download_md, download_json, key_state])
         consent.change(lambda ticked: gr.update(interactive=bool(ticked)), consent, send_button)
-        send_button.click(submit, [conversation_state, department, consent, contact, key_state], sent)
-        page.load(on_load, None, [hospital_state, language_state, title, box, chat, send_message, *example_buttons,
-                                  *quick_buttons, start_over])
+        send_button.click(submit, [conversation_state, department, consent, contact, key_state, language_state],
+                          sent)
+        page.load(on_load, None, [hospital_state, language_state, title, box, *page_words(english)])
     # Gradio runs one event per listener at a time by default: with a language model (seconds per turn)
     # every visitor would wait for everyone before them. The API already answers from a thread pool.
     page.queue(default_concurrency_limit=PAGE_CONCURRENCY)
