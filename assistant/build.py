@@ -20,6 +20,7 @@ from assistant.service import CareService
 from assistant.settings import Settings, set_offline_environment
 from assistant.store.database import Store
 from assistant.turn.dialogue import Dialogue
+from assistant.turn.language import LanguageReader
 from assistant.turn.safety import SafetyChecker
 from assistant.turn.understand import Understander
 
@@ -37,6 +38,8 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     models = load_or_train(training, settings.knowledge_dir, settings.models_dir, embedder)
     understander = Understander(kb, training.everyday_words())
     safety.use_classifier(models, load_thresholds(settings.knowledge_dir))
+    languages = LanguageReader.load(settings.prompts_dir / "languages.yaml")
+    languages.identifier  # noqa: B018 (loaded now, not on the first visitor's message)
     return Engine(
         settings=settings,
         kb=kb,
@@ -48,6 +51,7 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
                           settings.prompts_dir / "questions.yaml"),
         matcher=Matcher(kb, index, understander, settings.weights, models),
         models=models,
+        languages=languages,
     )
 
 
@@ -79,7 +83,7 @@ def configured_embedder(settings: Settings) -> Embedder:
 def build_composer(settings: Settings, engine: Engine) -> Composer:
     """Templates by default; a language model rephrases them when an endpoint is configured."""
     kb = engine.kb
-    templates = Templates(settings.prompts_dir, engine.safety.numbers)
+    templates = Templates(settings.prompts_dir, engine.safety.numbers, engine.languages.others)
     if settings.language_model_enabled:
         return ModelComposer(templates, kb, settings)
     return Composer(templates, kb)

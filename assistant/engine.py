@@ -19,6 +19,7 @@ from assistant.retrieval.index import DepartmentIndex, IndexStats
 from assistant.retrieval.match import Matcher
 from assistant.settings import Settings
 from assistant.turn.dialogue import Dialogue
+from assistant.turn.language import LanguageReader
 from assistant.turn.message import Message
 from assistant.turn.safety import SafetyChecker
 from assistant.turn.understand import Understander
@@ -42,13 +43,14 @@ class Engine:
     dialogue: Dialogue
     matcher: Matcher
     models: LearnedModels
+    languages: LanguageReader
 
     @property
     def index_stats(self) -> IndexStats | None:
         return self.index.stats
 
     def read(self, text: str) -> Message:
-        return Message.read(text, self.embedder)
+        return Message.read(text, self.embedder, self.languages)
 
     def rank(self, case: Case, message: Message, hospital_id: str | None = None) -> list[Recommendation]:
         return self.matcher.rank(case, message, hospital_id, self.settings.candidates)

@@ -11,7 +11,6 @@ run to the end, so both share one path.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from assistant.turn.dialogue import Intent
 from assistant.turn.message import Message
 from assistant.turn.safety import Triage
 
-LATIN_LETTER = re.compile(r"[A-Za-z]")
 # Questions about a department on the shortlist, answered from the knowledge (or honestly, where no source states
 # a price or a wait): intent name -> the question the answer template words
 ANSWERED_QUESTIONS = {"ask_cost": "cost", "ask_wait": "wait", "ask_donor": "donor", "ask_eligibility": "eligibility"}
@@ -47,13 +45,9 @@ class Answer:
 
 
 def reply_language(message: Message, asked_for: str | None) -> str:
-    """The language of the message wins ("zh" or "en"); one with no letters of either ("1", "?") is answered in
-    the language the page or widget asked for."""
-    if message.is_chinese:
-        return "zh"
-    if LATIN_LETTER.search(message.raw):
-        return "en"
-    return asked_for or "en"
+    """The language of the message wins; one with no letters ("1", "?") is answered in the language the page or
+    widget asked for."""
+    return message.language or asked_for or "en"
 
 
 class Assistant:
@@ -116,6 +110,8 @@ class Assistant:
 
         reading = engine.understander.read(message)
         if engine.safety.is_off_topic(message, has_medical_terms=bool(reading.terms), in_a_case=bool(conv.case.texts)):
+            if message.language in composer.templates.others:  # not off topic: not understood, and it may be urgent
+                return self._reply(composer.render("unread_language.md.j2"))
             return self._reply(composer.render("decline_off_topic.md.j2"), out_of_scope=True)
         intent = engine.dialogue.intent(message)
 

@@ -5,6 +5,7 @@ client runs end to end. The requested model name picks the behaviour:
 
     good            echoes the draft with a friendly first line (streamed or not)
     chinese         the draft with a Chinese first line
+    spanish         the draft with a Spanish first line
     invent-hospital adds a hospital that is not in the evidence
     fake-phone      adds a phone number
     fake-price      adds a price
@@ -14,6 +15,8 @@ client runs end to end. The requested model name picks the behaviour:
     html            adds raw markup with an event handler
     invent-hospital-zh  adds a made-up hospital in Chinese
     price-in-words  adds a price spelled out in words
+    invent-hospital-es  adds a made-up hospital in Spanish word order
+    price-in-words-es   adds a price spelled out in Spanish
     slow            waits longer than the client's timeout
     slow-stream     sends a first chunk, then stalls
     steady          answers like good, after 0.8 s
@@ -39,12 +42,16 @@ ADDED_AFTER_THE_DRAFT = {
     "html": '<div onmouseover="fetch(\'/api/v1/inbox\')">Hover for the price list</div>',
     "invent-hospital-zh": "也可以考虑上海国际友好康复医院，口碑很好。",
     "price-in-words": "Expect to pay around thirty thousand US dollars for the whole treatment.",
+    "invent-hospital-es": "También puede consultar el Hospital General de Springfield, que es excelente.",
+    "price-in-words-es": "El tratamiento completo cuesta unos treinta mil dólares.",
 }
 
 
 def answer_for(model: str, draft: str) -> str:
     if model == "chinese":
         return "以下是为您整理的信息：\n\n" + draft
+    if model == "spanish":
+        return "Esto es lo que encontré para usted.\n\n" + draft
     if model in ADDED_AFTER_THE_DRAFT:
         return draft + "\n\n" + ADDED_AFTER_THE_DRAFT[model]
     if model == "drop-emergency":

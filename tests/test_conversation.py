@@ -292,6 +292,26 @@ def test_a_referral_asked_for_in_chinese_keeps_a_babys_age_in_months(assistant):
     assert summary.startswith("**转诊摘要") and "儿童，8 个月" in summary and "已做过：** 葛西手术" in summary
 
 
+@pytest.mark.parametrize("text, first_words", [
+    ("Mi padre tiene 62 años y su mieloma múltiple ha recaído dos veces; buscamos CAR-T en Shanghai.",
+     "_Respondo en inglés"),
+    ("Mon fils de 4 ans a besoin d'une greffe de foie, quel hôpital nous conseillez-vous ?", "_Je réponds en anglais"),
+    ("У моего отца рецидив множественной миеломы, мы ищем клинику в Шанхае.", "_Я отвечаю по-английски"),
+])
+def test_without_a_model_another_language_gets_english_under_a_line_in_its_own_language(assistant, text,
+                                                                                        first_words):
+    reply = assistant.reply(assistant.start(), text)
+    assert reply.text.startswith(first_words) and "120" in reply.text.split("\n")[0]
+
+
+def test_a_message_in_another_language_that_we_cannot_read_is_never_declined_as_off_topic(assistant):
+    """The English-reading checks may miss a danger sign written in Spanish: the reply says what to do if it is
+    an emergency, and asks again, instead of calling a mother's chest pain off topic."""
+    reply = assistant.reply(assistant.start(), "Mi madre tiene un dolor muy fuerte en el pecho y está sudando")
+    assert "emergency" in reply.text.lower() and "120" in reply.text
+    assert "I can only help with" not in reply.text and not reply.out_of_scope
+
+
 def test_every_reply_template_has_a_chinese_twin():
     prompts = PROJECT_ROOT / "prompts"
     english = {path.name for path in prompts.glob("*.md.j2")} | {"questions.yaml"}

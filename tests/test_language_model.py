@@ -74,7 +74,27 @@ def test_chinese_messages_get_the_reply_in_chinese_from_the_model(engine, llm_se
 
 
 BAD_ANSWERS = ["invent-hospital", "fake-phone", "fake-price", "empty", "error500", "malformed", "foreign-link", "image",
-               "html", "invent-hospital-zh", "price-in-words"]
+               "html", "invent-hospital-zh", "price-in-words", "invent-hospital-es", "price-in-words-es"]
+SPANISH_CASE = "Mi padre tiene 62 años y su mieloma múltiple ha recaído dos veces; buscamos CAR-T en Shanghai."
+
+
+def test_a_message_in_another_language_is_answered_in_it_by_the_model(engine, llm_server):
+    assistant = model_assistant(engine, llm_server, "spanish")
+    conv = assistant.start()
+    reply = assistant.reply(conv, SPANISH_CASE)
+    assert reply.text.startswith("Esto es lo que encontré") and conv.turns[-1].phrasing == "model"
+    assert "Spanish (español)" in llm_server.requests[-1]["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("behaviour", ["invent-hospital-es", "price-in-words-es", "fake-phone", "error500"])
+def test_in_another_language_a_bad_answer_falls_back_to_english_with_a_line_in_the_readers_language(
+        engine, llm_server, template_assistant, behaviour):
+    assistant = model_assistant(engine, llm_server, behaviour)
+    conv = assistant.start()
+    reply = assistant.reply(conv, SPANISH_CASE)
+    assert conv.turns[-1].phrasing != "model"
+    assert reply.text == template_text(template_assistant, SPANISH_CASE)
+    assert reply.text.startswith("_Respondo en inglés")
 
 
 @pytest.mark.parametrize("behaviour", BAD_ANSWERS)

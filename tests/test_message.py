@@ -10,7 +10,8 @@ import pytest
 
 from assistant.build import build_assistant, build_engine
 from assistant.embedder import Embedder, HashingEmbedder
-from assistant.settings import Settings
+from assistant.settings import PROJECT_ROOT, Settings
+from assistant.turn.language import LanguageReader
 from assistant.turn.message import Message, split_sentences
 
 
@@ -70,3 +71,38 @@ def test_a_later_turn_embeds_its_message_once_and_the_whole_case_once(counted) -
     assert len(embedder.calls) == 2
     assert embedder.calls[0] == ["she is 7 years old"]
     assert embedder.calls[1] == [conversation.case.search_text]
+
+
+@pytest.fixture(scope="module")
+def languages() -> LanguageReader:
+    return LanguageReader.load(PROJECT_ROOT / "prompts" / "languages.yaml")
+
+
+@pytest.mark.parametrize("text, language", [
+    ("Mi hijo de 4 años necesita un trasplante de hígado, ¿qué hospital nos recomienda?", "es"),
+    ("Ma mère a un cancer du sein et nous cherchons un deuxième avis à Shanghai.", "fr"),
+    ("Mein Vater hat ein Multiples Myelom, das zweimal zurückgekommen ist.", "de"),
+    ("Minha filha tem oito meses e nasceu com atresia biliar.", "pt"),
+    ("У моего отца рецидив множественной миеломы, мы ищем клинику в Шанхае.", "ru"),
+    ("والدي مريض بسرطان الدم ونبحث عن مستشفى في شنغهاي", "ar"),
+    ("父は多発性骨髄腫で、上海での治療を考えています。", "ja"),
+    ("아버지가 다발성 골수종 진단을 받았습니다. 상하이 병원을 찾고 있어요.", "ko"),
+    ("Con trai tôi bị bệnh tim bẩm sinh, chúng tôi muốn phẫu thuật ở Thượng Hải.", "vi"),
+])
+def test_a_message_in_a_configured_language_is_named_for_the_reply(languages, text, language) -> None:
+    assert Message.read(text, HashingEmbedder(), languages).language == language
+
+
+@pytest.mark.parametrize("text, language", [
+    ("CAR-T", "en"), ("kasai failed", "en"), ("39F lupus", "en"), ("ok thanks", "en"), ("knee pain", "en"),
+    ("Tell me more about the first one", "en"), ("我爸爸多发性骨髓瘤复发了", "zh"), ("?", None), ("2", None),
+])
+def test_short_english_stays_english_chinese_stays_chinese_and_no_letters_names_nothing(languages, text,
+                                                                                      language) -> None:
+    assert Message.read(text, HashingEmbedder(), languages).language == language
+
+
+def test_every_other_language_tells_its_reader_the_reply_is_in_english_and_the_emergency_number(languages) -> None:
+    assert len(languages.others) >= 10
+    for code, other in languages.others.items():
+        assert "120" in other.note, code

@@ -20,7 +20,7 @@ from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
+LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}  # and the others of prompts/languages.yaml
 HOSPITAL_NAME = re.compile(
     r"\b(?:[A-Z][\w'’-]+\s){1,6}(?:Hospital|Medical Center|Medical Centre|Clinic|Cancer Center)\b"
 )
@@ -30,7 +30,16 @@ IMAGE = re.compile(r"!\[[^\]]*\]\(|<\s*img\b", re.IGNORECASE)
 MARKUP = re.compile(r"<\s*/?\s*[a-z][a-z0-9-]*[\s>/]", re.IGNORECASE)
 # A price need not have digits: "thirty thousand US dollars", "三万美元".
 MONEY_WORDS = re.compile(r"\b(?:dollars?|usd|rmb|yuan|renminbi|euros?|pounds? sterling|gbp|cny)\b"
-                         r"|美元|人民币|欧元|英镑|[0-9一二三四五六七八九十百千万两几]+\s*元", re.IGNORECASE)
+                         r"|美元|人民币|欧元|英镑|[0-9一二三四五六七八九十百千万两几]+\s*元"
+                         # the same in the other languages a reply may be written in (prompts/languages.yaml)
+                         r"|\b(?:d[óo]lar(?:es)?|dollari|yuanes|reais|rupiah|lira|юан\w*|доллар\w*|евро|рубл\w*)\b"
+                         r"|ドル|人民元|달러|위안|đô la|nhân dân tệ|دولار|يورو|يوان", re.IGNORECASE)
+# "Hospital", "Klinikum", "Hastanesi"... and the proper nouns chained to it ("Hospital General de Springfield",
+# "Springfield Klinikum"): a hospital a model names in another language must be one the knowledge knows.
+HOSPITAL_WORD = re.compile(r"^(?:hospital|hôpital|hopital|ospedale|krankenhaus|klinikum|klinik|clínica|clinica|"
+                           r"clinique|hastanesi|hastane|rumah|больниц\w*|госпитал\w*|клиник\w*|مستشفى)$",
+                           re.IGNORECASE)
+NAME_JOINERS = {"de", "del", "la", "le", "du", "des", "di", "da", "do", "der", "für", "sakit", "of"}
 
 
 class GuardRejected(Exception):
@@ -64,18 +73,22 @@ class ModelComposer(Composer):
 
     def phrase(self, reply: Reply, language: str) -> Phrased:
         if reply.triage == "emergency" and "crisis line" in reply.text:
-            return Phrased(reply, "template")  # the crisis reply is never rephrased
+            return super().phrase(reply, language)  # the crisis reply is never rephrased
         deadline = time.monotonic() + self.settings.llm_timeout_s
         try:
-            answer = self._ask(reply.text, LANGUAGES.get(language, "English"), deadline)
+            answer = self._ask(reply.text, self.language_name(language), deadline)
             self.check(answer, reply)
         except GuardRejected as rejected:
-            return self._fallback(reply, f"guard: {rejected}")
+            return self._fallback(reply, language, f"guard: {rejected}")
         except Exception as error:  # any failure of the endpoint: the template reply is a good answer
             if isinstance(error, ModelTimeout) or "Timeout" in type(error).__name__:
-                return self._fallback(reply, "timeout")
-            return self._fallback(reply, f"error: {type(error).__name__}")
+                return self._fallback(reply, language, "timeout")
+            return self._fallback(reply, language, f"error: {type(error).__name__}")
         return Phrased(reply.model_copy(update={"text": answer.strip()}), "model")
+
+    def language_name(self, language: str) -> str:
+        other = self.templates.others.get(language)
+        return other.name if other is not None else LANGUAGES.get(language, "English")
 
     def _ask(self, draft: str, language: str, deadline: float) -> str:
         from langchain_core.messages import HumanMessage, SystemMessage
@@ -105,10 +118,9 @@ class ModelComposer(Composer):
             if domain.lower() not in cited:
                 raise GuardRejected("link to a domain no source has")
 
-    @staticmethod
-    def _fallback(reply: Reply, reason: str) -> Phrased:
+    def _fallback(self, reply: Reply, language: str, reason: str) -> Phrased:
         log.warning("language model answer not used (%s): template reply sent", reason)
-        return Phrased(reply, reason)
+        return Phrased(self.in_english_for(reply, language), reason)
 
     def check(self, answer: str, reply: Reply) -> None:
         draft = reply.text
@@ -129,6 +141,11 @@ class ModelComposer(Composer):
         for name in HOSPITAL_NAME.findall(answer):
             if name not in draft and not any(name in h.name or h.name in name for h in self.kb.hospitals.values()):
                 raise GuardRejected("unknown hospital name")
+        known_words = {word.lower() for h in self.kb.hospitals.values()
+                       for name in (h.name, *h.aliases) for word in re.findall(r"[\w'’-]+", name)}
+        known_words |= {word.lower() for word in re.findall(r"[\w'’-]+", draft)}
+        if any(word.lower() not in known_words for word in names_beside_hospital_words(answer)):
+            raise GuardRejected("unknown hospital name (another language)")
         for name in HOSPITAL_NAME_ZH.findall(answer):
             known = (h.name_zh for h in self.kb.hospitals.values() if h.name_zh)
             if name not in draft and not any(name in zh or zh in name for zh in known):
@@ -139,6 +156,31 @@ class ModelComposer(Composer):
                 raise GuardRejected("department not in the evidence")
         if reply.triage == "emergency" and not any(number in answer for number in self.templates.numbers.numbers):
             raise GuardRejected("emergency instruction dropped")
+
+
+def names_beside_hospital_words(answer: str) -> list[str]:
+    """The capitalised words chained to each hospital word, before and after it, across joiners like "de". A word
+    that starts a sentence may be capitalised for that alone ("Das Krankenhaus..."): it counts only when it is
+    longer than an article and right before the hospital word ("Springfield Klinikum ist...")."""
+    tokens = list(re.finditer(r"[\w'’-]+", answer))
+    starts_sentence = [not answer[:token.start()].rstrip() or answer[:token.start()].rstrip()[-1] in ".!?:;\n"
+                       for token in tokens]
+    found = []
+    for at, token in enumerate(tokens):
+        if not HOSPITAL_WORD.match(token.group()):
+            continue
+        for step in (-1, 1):  # a chain stays inside its sentence
+            position = at + step
+            while 0 <= position < len(tokens) and not (step == 1 and starts_sentence[position]) and (
+                    tokens[position].group()[0].isupper() or tokens[position].group().lower() in NAME_JOINERS):
+                word = tokens[position].group()
+                counted = not starts_sentence[position] or (position == at - 1 and len(word) > 3)
+                if word[0].isupper() and counted and not HOSPITAL_WORD.match(word):
+                    found.append(word)
+                if starts_sentence[position]:
+                    break
+                position += step
+    return found
 
 
 def domain_of(url: str) -> str:

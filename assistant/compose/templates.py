@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from assistant.case import Case, age_in_words
 from assistant.knowledge import KnowledgeBase
 from assistant.reply import IntakeItem, Recommendation, ReferralSummary, Reply
+from assistant.turn.language import OtherLanguage
 from assistant.turn.safety import EmergencyNumbers
 
 PIECE = re.compile(r"\S+\s*|\s+")
@@ -44,8 +45,9 @@ class NumberedSource:
 
 
 class Templates:
-    def __init__(self, prompts_dir: Path, numbers: EmergencyNumbers) -> None:
+    def __init__(self, prompts_dir: Path, numbers: EmergencyNumbers, others: dict[str, OtherLanguage]) -> None:
         self.numbers = numbers
+        self.others = others  # prompts/languages.yaml: what a model may write in besides English and Chinese
         self.environment = Environment(
             loader=FileSystemLoader(str(prompts_dir)),
             undefined=StrictUndefined,
@@ -114,7 +116,13 @@ class Composer:
 
     def phrase(self, reply: Reply, language: str) -> Phrased:
         """The template text is final here; a language model composer rephrases it."""
-        return Phrased(reply, "template")
+        return Phrased(self.in_english_for(reply, language), "template")
+
+    def in_english_for(self, reply: Reply, language: str) -> Reply:
+        """A reader of another language gets the English reply under one line in their own language that says so,
+        and says to call for help in an emergency: their message may hold danger signs we could not read."""
+        other = self.templates.others.get(language)
+        return reply if other is None else reply.model_copy(update={"text": f"_{other.note}_\n\n{reply.text}"})
 
     @staticmethod
     def pieces(text: str) -> Iterator[str]:
