@@ -1,15 +1,17 @@
-"""The command line: `python -m assistant validate | index | match "text" | settings | keys | purge`."""
+"""The command line: `python -m assistant validate [--stale DAYS] | index | match "text" | settings | keys | purge`."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
 import time
 
-from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line
+from assistant.datafile import START_REFUSED_EXIT_CODE, DataFileError, first_line, load_yaml
 from assistant.knowledge import (
+    KnowledgeBase,
     coverage_exceptions,
     coverage_problems,
     load_hospital_ids,
@@ -19,24 +21,52 @@ from assistant.knowledge import (
 from assistant.settings import PROJECT_ROOT, Settings, set_offline_environment
 
 
-def cmd_validate(settings: Settings) -> int:
+def cmd_validate(settings: Settings, stale_days: int | None = None) -> int:
+    from assistant.source_policy import SourcePolicy, policy_problems, unlinked_sources
+    from assistant.turn.safety import Guidance
+
     try:
         kb = load_knowledge(settings.knowledge_dir)
+        policy = SourcePolicy.load(settings.knowledge_dir)
+        guidance_path = settings.knowledge_dir / "safety" / "guidance.yaml"
+        guidance = load_yaml(guidance_path, Guidance)
     except DataFileError as error:
         print(f"invalid knowledge:\n{error}", file=sys.stderr)
         return 1
+    sources = {**kb.sources, **{source.id: source for source in guidance.sources}}
+    files = {**kb.source_files, **{source.id: guidance_path for source in guidance.sources}}
     exceptions = coverage_exceptions(settings.knowledge_dir)
-    problems = coverage_problems(kb, exceptions) + unsourced_sensitive_text(kb)
+    problems = coverage_problems(kb, exceptions) + unsourced_sensitive_text(kb) + policy_problems(sources, files,
+                                                                                                   policy)
     for code, reason in exceptions.items():
         print(f"note: '{code}' is below the two-hospital rule: {' '.join(reason.split())}")
+    for note in unlinked_sources(sources, files):
+        print(f"note: {note}")
     claims = sum(len(d.claims()) + len(d.rankings) for d in kb.departments.values())
     claims += sum(len(h.about) + len(h.international_service) for h in kb.hospitals.values())
+    oldest, newest = kb.checked_range
     print(f"hospitals {len(kb.hospitals)}, departments {len(kb.departments)}, claims {claims}, "
-          f"sources {len(kb.sources)}, intake guides {len(kb.intake)}, vocabulary entries {len(kb.vocabulary)}")
+          f"sources {len(kb.sources)}, intake guides {len(kb.intake)}, vocabulary entries {len(kb.vocabulary)}; "
+          f"sources checked {oldest} to {newest}")
+    if stale_days is not None:
+        print_stale(kb, stale_days)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     print("ok" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def print_stale(kb: KnowledgeBase, days: int) -> None:
+    """Per hospital, each source checked more than `days` ago and the facts that rest on it: what to re-check."""
+    from assistant.source_policy import stale_facts
+
+    stale = stale_facts(kb, days, dt.date.today())
+    total = sum(len(facts) for by_source in stale.values() for facts in by_source.values())
+    print(f"stale: {total} fact(s) rest on sources checked more than {days} days ago")
+    for owner, by_source in sorted(stale.items()):
+        print(f"  {owner}: {sum(len(facts) for facts in by_source.values())} fact(s)")
+        for source_id, facts in sorted(by_source.items()):
+            print(f"    {source_id} (checked {kb.sources[source_id].checked}): {', '.join(facts)}")
 
 
 def cmd_index(settings: Settings) -> int:
@@ -175,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m assistant")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("validate", help="check the knowledge base and exit non-zero on a problem")
+    validate = commands.add_parser("validate", help="check the knowledge base and exit non-zero on a problem")
+    validate.add_argument("--stale", type=int, metavar="DAYS",
+                          help="also list, per hospital, the facts whose source was checked more than DAYS ago")
     commands.add_parser("index", help="build the index, or reuse it when the knowledge is unchanged")
     match = commands.add_parser("match", help="rank departments for one message")
     match.add_argument("text")
@@ -205,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     started = time.perf_counter()
     if args.command == "validate":
-        return cmd_validate(settings)
+        return cmd_validate(settings, args.stale)
     if args.command == "keys":
         return cmd_keys(settings, args)
     if args.command == "purge":

@@ -407,10 +407,17 @@ class KnowledgeBase:
     hospital_ids: dict[str, HospitalId]
     language: Language
     fingerprint: str
+    source_files: dict[str, Path]  # source id -> the file that defines it, for problems that name both
 
     @cached_property
     def departments(self) -> dict[str, Department]:
         return {dept.id: dept for hospital in self.hospitals.values() for dept in hospital.departments}
+
+    @cached_property
+    def checked_range(self) -> tuple[str, str]:
+        """The oldest and newest month a source was checked: the knowledge's date, as the README and page say."""
+        months = sorted(source.checked for source in self.sources.values())
+        return months[0], months[-1]
 
     def hospital(self, hospital_id: str) -> Hospital:
         if hospital_id not in self.hospitals:
@@ -519,6 +526,7 @@ def load_knowledge(knowledge_dir: Path) -> KnowledgeBase:
         ontology=[VocabularyEntry(term=term, codes=codes, kind="ontology")
                   for term, codes in read_terms(knowledge_dir / ONTOLOGY_TERMS, set(specialties))],
         fingerprint=fingerprint_files(index_inputs(knowledge_dir), knowledge_dir),
+        source_files=source_files,
     )
     _check_references(base, hospital_files, intake_files, vocab_dir)
     _check_specialty_names(base, knowledge_dir / "language" / SPECIALTY_NAMES_ZH)

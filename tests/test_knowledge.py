@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -188,3 +189,53 @@ def test_the_readme_settings_table_is_the_one_the_code_prints(capsys):
     main(["settings"])
     table = capsys.readouterr().out.strip()
     assert table in (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_validate_names_the_file_and_the_source_id_of_a_denied_or_unlisted_domain(knowledge_copy, monkeypatch,
+                                                                                   capsys):
+    from assistant.cli import main
+
+    def cite_copies(data: dict) -> None:
+        data["sources"][0]["url"] = "https://www.jigsawpuzzleszone.com/renji-copy"
+        data["sources"][1]["url"] = "https://unknown-health-portal.example/renji"
+
+    _edit(knowledge_copy / "hospitals" / "renji.yaml", cite_copies)
+    first, second = (yaml.safe_load((knowledge_copy / "hospitals" / "renji.yaml").read_text())["sources"][i]["id"]
+                     for i in (0, 1))
+    monkeypatch.setenv("CARE_KNOWLEDGE_DIR", str(knowledge_copy))
+    assert main(["validate"]) == 1
+    errors = capsys.readouterr().err
+    assert f"renji.yaml: source '{first}': 'jigsawpuzzleszone.com' is denied" in errors
+    assert f"renji.yaml: source '{second}': 'unknown-health-portal.example' is not on the allow list" in errors
+
+
+def test_every_domain_a_fact_cites_is_on_the_allow_list_and_none_is_denied(real_kb):
+    from assistant.source_policy import SourcePolicy, covers
+
+    policy = SourcePolicy.load(PROJECT_ROOT / "knowledge")
+    cited = sorted({(urlparse(s.url).hostname or "").removeprefix("www.") for s in real_kb.sources.values() if s.url})
+    allowed = [domain for domains in policy.allow.values() for domain in domains]
+    assert all(any(covers(domain, host) for domain in allowed) for host in cited), cited
+    assert not [host for host in cited for denied in policy.deny if covers(denied.domain, host)]
+
+
+def test_stale_lists_per_hospital_the_facts_on_sources_checked_too_long_ago(real_kb):
+    import datetime as dt
+
+    from assistant.source_policy import stale_facts
+
+    oldest, newest = real_kb.checked_range
+    year, month = map(int, newest.split("-"))
+    a_year_on = dt.date(year + 1, month, 1)
+    everything = stale_facts(real_kb, days=1, today=a_year_on)
+    assert set(everything) >= set(real_kb.hospitals), "a year on, every hospital has facts to re-check"
+    ruijin = everything["ruijin"]
+    assert all(real_kb.sources[source_id].checked <= newest for source_id in ruijin)
+    assert any(where.startswith("ruijin/hematology") for facts in ruijin.values() for where in facts)
+    first_year, first_month = map(int, oldest.split("-"))
+    assert stale_facts(real_kb, days=1, today=dt.date(first_year, first_month, 1)) == {}, "none before the oldest"
+
+
+def test_the_readme_states_the_knowledges_date(real_kb):
+    oldest, newest = real_kb.checked_range
+    assert f"sources checked {oldest} to {newest}" in (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")

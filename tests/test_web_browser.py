@@ -214,9 +214,9 @@ def host_page(folder: Path, server_url: str, name: str = "host.html") -> str:
 
 
 def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
-        live_server: LiveServer, host_sites, browser, shots: Path) -> None:
+        live_server: LiveServer, host_sites, browser, shots: Path, screen: dict[str, int]) -> None:
     allowed, _, folder = host_sites
-    page = browser.new_page(viewport=DESKTOP)
+    page = browser.new_page(viewport=screen)
     page.goto(f"{allowed.origin}/{host_page(folder, live_server.url)}")
     launcher = page.locator("care-widget .launcher")
     launcher.click(timeout=30_000)
@@ -227,7 +227,7 @@ def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
     hospitals = {chat.locator(".care-card").nth(i).get_attribute("data-hospital")
                  for i in range(chat.locator(".care-card").count())}
     assert hospitals == {"renji"}
-    page.screenshot(path=str(shots / "widget.png"))
+    page.screenshot(path=shot(shots, "widget", screen))
 
     page.add_style_tag(content=HOSTILE_CSS)  # the host page restyles everything it can reach
     page.wait_for_timeout(300)
@@ -242,15 +242,17 @@ def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
 
 
 def test_the_widget_does_not_open_on_a_site_missing_from_the_allow_list(
-        live_server: LiveServer, host_sites, browser) -> None:
+        live_server: LiveServer, host_sites, browser, screen: dict[str, int]) -> None:
     _, stranger, folder = host_sites
-    page = browser.new_page()
+    page = browser.new_page(viewport=screen)
     page.goto(f"{stranger.origin}/{host_page(folder, live_server.url, 'stranger.html')}")
     page.locator("care-widget .launcher").click()
     notice = page.locator("care-widget .notice")
     notice.wait_for(timeout=10_000)
     assert "not switched on for this website" in notice.inner_text() and stranger.origin in notice.inner_text()
     assert page.locator("care-widget iframe").count() == 0, "no blank frame"
+    box = notice.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= screen["width"], "the notice fits"
     page.close()
 
 
@@ -303,6 +305,7 @@ def test_on_a_phone_a_chinese_family_gets_chinese_cards_and_sends_a_referral_fro
     assert chat.locator("#care-send").inner_text() == "发送给医院"
     assert chat.locator("#care-preview").inner_text() == "预览摘要"
     assert "隐私说明" in chat.locator("#care-privacy").inner_text()
+    assert "对照来源核实" in chat.locator("#care-footer").inner_text()
     chat.locator("#care-contact textarea, #care-contact input").fill("wechat: lin_family")
     assert chat.locator("#care-send").is_disabled(), "nothing is sent before the consent box is ticked"
     chat.locator("#care-consent input[type=checkbox]").check()
@@ -373,11 +376,13 @@ CONTRAST_OF_EVERY_TEXT = """(root) => {
 
 
 def test_the_page_opens_with_a_welcome_two_examples_and_a_send_button_and_no_quick_replies_yet(
-        live_server: LiveServer, browser, screen: dict[str, int]) -> None:
+        live_server: LiveServer, browser, kb, screen: dict[str, int]) -> None:
     page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
     page.wait_for_selector("#care-chat :text('Hello!')", timeout=30_000)
     assert page.locator("#care-send-message").is_visible() and fits_the_width(page)
+    oldest, newest = kb.checked_range
+    assert f"between {oldest} and {newest}" in page.locator("#care-footer").inner_text(), "the knowledge's date"
     assert page.locator("#care-example-1").is_visible() and page.locator("#care-example-2").is_visible()
     assert not page.get_by_role("button", name="How do I pay?").is_visible()
     page.click("#care-example-1")

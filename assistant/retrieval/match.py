@@ -49,13 +49,19 @@ def rank_by_score(scores: dict[str, float]) -> dict[str, int]:
 
 
 def describe_place(place: RankingPlace, specialty_name: str) -> str:
+    """The list a department is on, national or East China, its rank or "nominated", and the edition, as the
+    institute publishes them: a nomination is never turned into a rank, nor an East China place into a national
+    one."""
+    ranking = ("the Fudan specialty reputation ranking" if place.list == "national"
+               else "the Fudan East China specialty reputation ranking")
     if place.nominated or place.rank is None:
-        return (f"nominated in {specialty_name.lower()} in the Fudan specialty reputation ranking "
+        outside = "the top 10" if place.list == "national" else "the East China top 5"
+        return (f"nominated (listed outside {outside}) in {specialty_name.lower()} in {ranking} "
                 f"({place.edition} edition)")
     scope = "nationally" if place.list == "national" else "in East China"
     joint = "joint " if place.joint else ""
-    return (f"ranked {joint}{_ordinal(place.rank)} {scope} in {specialty_name.lower()} "
-            f"in the Fudan specialty reputation ranking ({place.edition} edition)")
+    return (f"ranked {joint}{_ordinal(place.rank)} {scope} in {specialty_name.lower()} in {ranking} "
+            f"({place.edition} edition)")
 
 
 def _ordinal(n: int) -> str:

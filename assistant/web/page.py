@@ -79,6 +79,7 @@ class PageTexts(Strict):
     referral: ReferralPanelTexts
     privacy: str
     sending_quickly: str
+    knowledge_date: str  # the page's footer: {oldest} and {newest} month a source was checked
     busy: str
 
 
@@ -341,6 +342,8 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
             send_button = gr.Button(panel.send, variant="primary", interactive=False, elem_id="care-send")
             sent = gr.Markdown("", elem_id="care-sent")
         privacy = gr.Markdown(english.privacy.format(days=retention_days), elem_id="care-privacy")
+        oldest, newest = kb.checked_range
+        footer = gr.Markdown(english.knowledge_date.format(oldest=oldest, newest=newest), elem_id="care-footer")
 
         def page_words(texts: PageTexts) -> dict:
             """Every word of the page in one language: the welcome, the buttons, the referral panel, the notes."""
@@ -362,6 +365,7 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
                 contact: gr.update(label=words.contact),
                 send_button: gr.update(value=words.send),
                 privacy: texts.privacy.format(days=retention_days),
+                footer: texts.knowledge_date.format(oldest=oldest, newest=newest),
             }
 
         inputs = [conversation_state, hospital_state, language_state]
