@@ -145,6 +145,18 @@ def in_view(page, selector: str) -> bool:  # noqa: ANN001
                          selector)
 
 
+def ask(page, text: str) -> None:  # noqa: ANN001 (a page, or the widget's frame)
+    page.locator("#care-input textarea").fill(text)
+    page.locator("#care-input textarea").press("Enter")
+
+
+def open_widget(page, address: str):  # noqa: ANN001, ANN201 (Playwright objects)
+    """The host page at `address`, with the widget opened: its chat frame."""
+    page.goto(address)
+    page.locator("care-widget .launcher").click(timeout=30_000)
+    return page.frame_locator("care-widget iframe")
+
+
 def test_make_run_serves_healthz_ready_on_a_free_port(live_server: LiveServer) -> None:
     body = httpx.get(f"{live_server.url}/healthz").json()
     assert body["status"] == "ready" and body["departments"] > 100
@@ -154,8 +166,7 @@ def test_the_patient_page_answers_the_myeloma_story_with_a_ruijin_card_and_sourc
         live_server: LiveServer, browser, kb, shots: Path, screen: dict[str, int]) -> None:
     page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
-    page.fill("#care-input textarea", MYELOMA)
-    page.press("#care-input textarea", "Enter")
+    ask(page, MYELOMA)
     card = page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
     assert "Hematology" in card.inner_text()
     first_card = page.locator(".care-card").first
@@ -174,8 +185,7 @@ def test_the_consent_box_gates_sending_a_referral(live_server: LiveServer, brows
                                                   screen: dict[str, int]) -> None:
     page = browser.new_page(viewport=screen)
     page.goto(live_server.url)
-    page.fill("#care-input textarea", MYELOMA)
-    page.press("#care-input textarea", "Enter")
+    ask(page, MYELOMA)
     page.wait_for_selector(".care-card[data-hospital=ruijin]", timeout=60_000)
     page.get_by_text("Send a referral to the hospital").click()
     page.click("#care-preview")
@@ -217,12 +227,9 @@ def test_the_widget_opens_scoped_to_its_hospital_and_survives_hostile_host_css(
         live_server: LiveServer, host_sites, browser, shots: Path, screen: dict[str, int]) -> None:
     allowed, _, folder = host_sites
     page = browser.new_page(viewport=screen)
-    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url)}")
+    chat = open_widget(page, f"{allowed.origin}/{host_page(folder, live_server.url)}")
     launcher = page.locator("care-widget .launcher")
-    launcher.click(timeout=30_000)
-    chat = page.frame_locator("care-widget iframe")
-    chat.locator("#care-input textarea").fill("My son needs a liver transplant, he is 4")
-    chat.locator("#care-input textarea").press("Enter")
+    ask(chat, "My son needs a liver transplant, he is 4")
     chat.locator(".care-card").first.wait_for(timeout=60_000)
     hospitals = {chat.locator(".care-card").nth(i).get_attribute("data-hospital")
                  for i in range(chat.locator(".care-card").count())}
@@ -269,14 +276,11 @@ def test_a_chinese_widget_speaks_chinese_from_its_launcher_to_its_emergency_bann
     allowed, _, folder = host_sites
     name = chinese_host_page(folder, live_server.url, "chinese.html")
     page = browser.new_page(viewport=DESKTOP)
-    page.goto(f"{allowed.origin}/{name}")
-    page.locator("care-widget .launcher").click(timeout=30_000)
-    chat = page.frame_locator("care-widget iframe")
+    chat = open_widget(page, f"{allowed.origin}/{name}")
     chat.locator("#care-chat :text('您好')").wait_for(timeout=30_000)
     assert chat.locator("#care-send-message").inner_text() == "发送"
     assert "仁济医院" in chat.locator("h3").first.inner_text()
-    chat.locator("#care-input textarea").fill("我妈妈突然倒地，叫不醒")
-    chat.locator("#care-input textarea").press("Enter")
+    ask(chat, "我妈妈突然倒地，叫不醒")
     banner = chat.locator("#care-banner .care-emergency")
     banner.wait_for(timeout=30_000)
     assert "这可能是急症" in banner.inner_text() and "中国大陆 120" in banner.inner_text()
@@ -289,11 +293,8 @@ def test_on_a_phone_a_chinese_family_gets_chinese_cards_and_sends_a_referral_fro
         live_server: LiveServer, host_sites, browser, shots: Path) -> None:
     allowed, _, folder = host_sites
     page = browser.new_page(viewport=PHONE)
-    page.goto(f"{allowed.origin}/{chinese_host_page(folder, live_server.url, 'chinese-referral.html')}")
-    page.locator("care-widget .launcher").click(timeout=30_000)
-    chat = page.frame_locator("care-widget iframe")
-    chat.locator("#care-input textarea").fill("我们的女儿8个月大，胆道闭锁，葛西手术没有成功，想做肝移植")
-    chat.locator("#care-input textarea").press("Enter")
+    chat = open_widget(page, f"{allowed.origin}/{chinese_host_page(folder, live_server.url, 'chinese-referral.html')}")
+    ask(chat, "我们的女儿8个月大，胆道闭锁，葛西手术没有成功，想做肝移植")
     card = chat.locator(".care-card").first
     card.wait_for(timeout=60_000)
     assert "仁济医院" in card.inner_text() and "来源" in card.inner_text()
@@ -320,13 +321,10 @@ def test_on_a_phone_the_widget_keeps_the_emergency_call_to_action_in_view_in_the
         live_server: LiveServer, host_sites, browser, shots: Path) -> None:
     allowed, _, folder = host_sites
     page = browser.new_page(viewport=PHONE)
-    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url, 'phone.html')}")
-    page.locator("care-widget .launcher").click(timeout=30_000)
+    chat = open_widget(page, f"{allowed.origin}/{host_page(folder, live_server.url, 'phone.html')}")
     bar = page.locator("care-widget .bar")
     assert bar.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(138, 21, 56)"  # data-color #8a1538
-    chat = page.frame_locator("care-widget iframe")
-    chat.locator("#care-input textarea").fill("my mum collapsed and is not breathing properly")
-    chat.locator("#care-input textarea").press("Enter")
+    ask(chat, "my mum collapsed and is not breathing properly")
     banner = chat.locator("#care-banner .care-emergency")
     banner.wait_for(timeout=30_000)
     page.wait_for_timeout(500)
@@ -335,13 +333,10 @@ def test_on_a_phone_the_widget_keeps_the_emergency_call_to_action_in_view_in_the
     assert frame["x"] >= 0 and frame["x"] + frame["width"] <= 390, "the panel fits the phone's width"
     assert frame["y"] <= shown["y"] and shown["y"] + shown["height"] <= frame["y"] + frame["height"], \
         "the call to action is inside the visible panel"
-    page.screenshot(path=str(shots / "widget-phone.png"))
+    page.screenshot(path=str(shots / "widget-phone-emergency.png"))
     page.close()
 
 
-def ask(page, text: str) -> None:
-    page.fill("#care-input textarea", text)
-    page.press("#care-input textarea", "Enter")
 
 
 def test_two_browsers_never_see_each_others_conversation(live_server: LiveServer, browser) -> None:
@@ -455,11 +450,8 @@ def test_user_markup_never_runs_in_the_page_or_the_widget(live_server: LiveServe
     page.wait_for_selector("#care-chat :text('Referral summary')", timeout=30_000)
     assert page.evaluate("window.pwned") is None
     assert page.locator("#care-chat img[src=x], #care-chat img[src*=track], #care-chat script").count() == 0
-    page.goto(f"{allowed.origin}/{host_page(folder, live_server.url, 'markup.html')}")
-    page.locator("care-widget .launcher").click()
-    chat = page.frame_locator("care-widget iframe")
-    chat.locator("#care-input textarea").fill(markup)
-    chat.locator("#care-input textarea").press("Enter")
+    chat = open_widget(page, f"{allowed.origin}/{host_page(folder, live_server.url, 'markup.html')}")
+    ask(chat, markup)
     chat.locator("#care-chat :text('lupus')").first.wait_for(timeout=30_000)
     page.wait_for_timeout(500)
     assert page.evaluate("window.pwned") is None
