@@ -195,7 +195,8 @@ def build_page(service: CareService, limiter: RateLimiter, downloads: Downloads,
         return page_texts.get(language or "en", english)
 
     def on_load(request: gr.Request) -> dict:
-        """The widget's hospital and language, read once from its URL; the page's own words follow the language."""
+        """The widget's hospital and language, read once from its URL; the page's own words follow the language.
+        Called after the page is built, so the components and `page_words` it names (defined below) exist."""
         hospital_id = widget_hospital(request.query_params.getlist("hospital")) if embedded else None
         asked = request.query_params.get("lang") if embedded else None
         language = asked if asked in page_texts else None
