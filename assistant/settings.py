@@ -80,6 +80,15 @@ class Settings(BaseSettings):
         "minilm", description="minilm: the packaged model. hashing: a deterministic stand-in that knows no meaning, "
                               "for tests of storage and serving only; never for patients.",
     )
+    torch_threads: int | None = Field(
+        None, description="Threads the embedding model uses in one process; default: torch's own choice (the cores). "
+                          "app.py sets the cores divided by WORKERS, so worker processes do not fight over them.",
+    )
+    blas_threads: int = Field(
+        1, description="Threads numpy's BLAS uses per call. 1: turns already run side by side in threads, and a BLAS "
+                       "pool shared between them spins instead of working (the safety classifier took 70% of a loaded "
+                       "server's time with 2; benchmarks/results/profile.md).",
+    )
     top_k: int = Field(3, description="How many departments a reply recommends.")
     candidates: int = Field(10, description="How many ranked departments the matcher returns.")
     weights: MatchWeights = Field(default_factory=MatchWeights, description="Fusion weights (CARE_WEIGHTS__DENSE...).")
@@ -110,13 +119,22 @@ class Settings(BaseSettings):
     )
     rate_limits: RateLimits = Field(default_factory=RateLimits,
                                     description="Per address and per conversation (CARE_RATE_LIMITS__ENABLED=false).")
+    rate_limit_store: str | None = Field(
+        None, description="Where rate limits count when several copies of the app serve together: a Redis URL "
+                          "(redis://host:6379/0). Default: each process's memory, so each copy counts alone.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description='Addresses of reverse proxies whose X-Forwarded-For is believed, JSON: ["10.0.0.5"]. Empty (the '
                     "default): the header is ignored and limits count the connecting address.",
     )
     max_body_bytes: int = Field(65536, description="Request bodies larger than this get 413 before they are parsed.")
-    db_busy_timeout_ms: int = Field(5000, description="How long a write waits for a locked SQLite database before 503.")
+    db_busy_timeout_ms: int = Field(5000, description="How long one try of a write waits for a locked SQLite "
+                                                      "database; a write is tried 4 times before a 503.")
+    turn_threads: int | None = Field(
+        None, description="Threads that answer API turns at once in one process; more users queue. Default: 4 per "
+                          "core, so that concurrent turns' messages share one model call.",
+    )
     retention_days: int = Field(30, description="Conversations untouched this long are purged.")
     max_message_chars: int = Field(4000, description="Longest message accepted; longer ones get 422 naming the limit.")
     max_turns: int = Field(200, description="Messages a conversation takes; then 422 asking to start a new one, "
@@ -134,6 +152,10 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """The triage and routing classifiers and their training vectors, by fingerprint (assistant/learned.py)."""
         return self.data_dir / "models"
+
+    @property
+    def turn_pool_size(self) -> int:
+        return self.turn_threads or 4 * (os.cpu_count() or 1)
 
     @property
     def language_model_enabled(self) -> bool:

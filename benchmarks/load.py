@@ -1,4 +1,4 @@
-"""A bounded load test: many users at once against the server `make run` starts, with the template composer.
+"""A bounded load test: many users at once against the server `make run` starts, beside a stock LangChain server.
 
 For each uvicorn worker count (default 1 and 2) it starts `app.py` on a free loopback port with a fresh
 SQLite database, no model endpoint (so replies come from the template composer) and rate limits off (all
@@ -7,20 +7,26 @@ that server it runs each level of concurrent users (default 10, 50, 200). Every 
 conversations back to back: create a conversation, send a case story (new text each time, so no embedding
 comes from the cache), then two follow-ups, one of them read to the end over SSE.
 
+Then, in the same run and at the same levels, it drives the peer (`benchmarks.langchain_peer`): a minimal stock
+LangChain RAG server (FastAPI, one endpoint, langchain-chroma retrieval over the same index, no safety, no
+storage), each user sending the same kinds of messages back to back.
+
 Each level has a warm-up (not counted) and then a fixed measured window, then stops by itself: users start
 no new request after the window and every request has a 30 s total timeout. What the numbers mean:
 
 - requests, req/s: successful requests (conversation creations and turns) that finished inside the window,
-  divided by its length: the throughput the server sustains with that many users waiting on it.
+  divided by its length; turns/s counts the turns alone: the throughput the server sustains with that many
+  users waiting on it.
 - turn p50/p95/p99: latency of the message requests (JSON, and SSE to the last event) that started inside
   the window; with N users and one request each in flight, this is mostly queueing once the server saturates.
 - errors: requests started inside the window that timed out, failed to connect, answered non-2xx (the status
   is recorded, e.g. 503 when SQLite is busy) or ended a stream without its `reply` event.
+- x peer: our turns/s and turn p95 divided by the peer's requests/s and p95 at the same level.
 - 2 / 1 workers: throughput ratio per level. The client runs on the same machine, so on 2 cores it competes
   with the server for CPU: these are lower bounds for a server with the machine to itself.
 
-Run: `python -m benchmarks.load [--seconds 20] [--levels 10,50,200] [--workers 1,2]`; `make load` runs it.
-It is never part of `make test`.
+Run: `python -m benchmarks.load [--seconds 20] [--levels 10,50,200] [--workers 1,2] [--no-peer]`; `make load`
+runs it. It is never part of `make test`.
 """
 
 from __future__ import annotations
@@ -115,11 +121,13 @@ def server_env(host: str, port: int, workers: int, database: Path) -> dict[str, 
                   "CARE_DATABASE_URL": f"sqlite:///{database}"}
 
 
-def start_server(host: str, port: int, workers: int, scratch: Path) -> subprocess.Popen:
-    """Start `app.py` as `make run` does and wait for /healthz; its own session, so its workers stop with it."""
-    log = scratch / f"server-{workers}.log"
+def start_server(host: str, port: int, workers: int, scratch: Path, command: tuple[str, ...] = ("app.py",),
+                 log_name: str = "server") -> subprocess.Popen:
+    """Start `app.py` as `make run` does (or the peer) and wait for /healthz; its own session, so its workers
+    stop with it."""
+    log = scratch / f"{log_name}-{workers}.log"
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
                                    env=server_env(host, port, workers, scratch / f"load-{workers}.db"),
                                    start_new_session=True)
     try:
@@ -211,13 +219,36 @@ async def user(client: httpx.AsyncClient, numbers: Iterator[int], seed: int, sto
             await asyncio.sleep(0.1)  # after an error, do not spin against a failing server
 
 
-async def run_level(base: str, users: int, seconds: float, numbers: Iterator[int]) -> tuple[list[Sample], Window]:
+async def ask_peer(client: httpx.AsyncClient, text: str) -> str:
+    response = await client.post("/ask", json={"text": text})
+    response.raise_for_status()
+    response.json()
+    return "ok"
+
+
+async def peer_user(client: httpx.AsyncClient, numbers: Iterator[int], seed: int, stop_at: float,
+                    samples: list[Sample]) -> None:
+    """The same messages as a conversation's three turns, each one question to the peer's one endpoint."""
+    rng = random.Random(seed)
+    while time.perf_counter() < stop_at:
+        for text, _sse in conversation_script(next(numbers), rng):
+            if time.perf_counter() >= stop_at:
+                return
+            if await measured("turn", samples, lambda text=text: ask_peer(client, text)) is None:
+                await asyncio.sleep(0.1)
+
+
+User = Callable[[httpx.AsyncClient, Iterator[int], int, float, list[Sample]], Awaitable[None]]
+
+
+async def run_level(base: str, users: int, seconds: float, numbers: Iterator[int],
+                    each_user: User = user) -> tuple[list[Sample], Window]:
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
     samples: list[Sample] = []
     async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S, limits=limits) as client:
         start = time.perf_counter()
         window = Window(start + WARMUP_S, start + WARMUP_S + seconds)
-        await asyncio.gather(*(user(client, numbers, seed, window.end, samples) for seed in range(users)))
+        await asyncio.gather(*(each_user(client, numbers, seed, window.end, samples) for seed in range(users)))
     return samples, window
 
 
@@ -226,12 +257,14 @@ def summarize(samples: list[Sample], window: Window, seconds: float) -> dict:
     turns_ms = [(s.ended - s.started) * 1000 for s in started if s.kind == "turn" and s.error is None]
     creates_ms = [(s.ended - s.started) * 1000 for s in started if s.kind == "create" and s.error is None]
     completed = sum(1 for s in samples if s.error is None and window.ended_in(s))
+    turns_done = sum(1 for s in samples if s.kind == "turn" and s.error is None and window.ended_in(s))
     errors = Counter(s.error for s in started if s.error is not None)
     def at(values: list[float], share: float) -> float:
         found = percentile(values, share)
         return float("nan") if found is None else found  # nothing completed: shown as nan, not a crash
 
     return {"requests": completed, "req_per_s": completed / seconds, "turns": len(turns_ms),
+            "turns_per_s": turns_done / seconds,
             "turn_p50_ms": at(turns_ms, 0.5), "turn_p95_ms": at(turns_ms, 0.95),
             "turn_p99_ms": at(turns_ms, 0.99), "create_p50_ms": at(creates_ms, 0.5),
             "started": len(started), "errors": sum(errors.values()),
@@ -254,15 +287,46 @@ def run_workers(host: str, workers: int, levels: list[int], seconds: float, scra
     return results
 
 
-def table(results: dict[int, dict[int, dict]], levels: list[int], worker_counts: list[int]) -> list[str]:
-    lines = ["| workers | users | requests | req/s | turn p50 ms | turn p95 ms | turn p99 ms | create p50 ms "
-             "| errors | error rate |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+def run_peer(host: str, levels: list[int], seconds: float, scratch: Path) -> dict[int, dict]:
+    port = free_port(host)
+    print(f"starting the stock LangChain peer on http://{host}:{port} ...", flush=True)
+    process = start_server(host, port, 1, scratch, ("-m", "benchmarks.langchain_peer"), "peer")
+    numbers = itertools.count()
+    results = {}
+    try:
+        for users in levels:
+            print(f"  peer, {users} users: {WARMUP_S:.0f} s warm-up + {seconds:.0f} s measured", flush=True)
+            samples, window = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers, peer_user))
+            results[users] = summarize(samples, window, seconds)
+    finally:
+        stop_server(process)
+    return results
+
+
+def versus_peer(ours: dict, peer: dict | None) -> str:
+    """Our turns/s and p95 as multiples of the peer's requests/s and p95 at the same level."""
+    if peer is None or not peer["turns_per_s"] or not peer["turn_p95_ms"]:
+        return "| n/a | n/a |"
+    return f"| {ours['turns_per_s'] / peer['turns_per_s']:.2f}x | {ours['turn_p95_ms'] / peer['turn_p95_ms']:.2f}x |"
+
+
+def table(results: dict[int, dict[int, dict]], levels: list[int], worker_counts: list[int],
+          peer: dict[int, dict] | None = None) -> list[str]:
+    lines = ["| server | workers | users | requests | req/s | turns/s | turn p50 ms | turn p95 ms | turn p99 ms "
+             "| create p50 ms | errors | turns/s x peer | p95 x peer |",
+             "| --- " * 13 + "|"]
     for workers in worker_counts:
         for users in levels:
             r = results[workers][users]
-            lines.append(f"| {workers} | {users} | {r['requests']} | {r['req_per_s']:.1f} | {r['turn_p50_ms']:.0f} "
-                         f"| {r['turn_p95_ms']:.0f} | {r['turn_p99_ms']:.0f} | {r['create_p50_ms']:.0f} "
-                         f"| {r['errors']} | {r['error_rate']:.1%} |")
+            lines.append(f"| ours | {workers} | {users} | {r['requests']} | {r['req_per_s']:.1f} "
+                         f"| {r['turns_per_s']:.1f} | {r['turn_p50_ms']:.0f} | {r['turn_p95_ms']:.0f} "
+                         f"| {r['turn_p99_ms']:.0f} | {r['create_p50_ms']:.0f} | {r['errors']} "
+                         + versus_peer(r, (peer or {}).get(users)))
+    for users in levels if peer else []:
+        r = peer[users]
+        lines.append(f"| LangChain peer | 1 | {users} | {r['requests']} | {r['req_per_s']:.1f} "
+                     f"| {r['turns_per_s']:.1f} | {r['turn_p50_ms']:.0f} | {r['turn_p95_ms']:.0f} "
+                     f"| {r['turn_p99_ms']:.0f} | - | {r['errors']} | 1.00x | 1.00x |")
     errors = [f"{w} worker(s)/{u} users: " + ", ".join(f"{kind} x{count}" for kind, count in r["error_kinds"].items())
               for w in worker_counts for u, r in results[w].items() if r["error_kinds"]]
     if errors:
@@ -294,6 +358,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--levels", type=numbers_list, default=[10, 50, 200], help="concurrent users, e.g. 10,50,200")
     parser.add_argument("--workers", type=numbers_list, default=[1, 2], help="uvicorn worker counts, e.g. 1,2")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to serve on (loopback only)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the stock LangChain peer")
     return parser.parse_args()
 
 
@@ -303,15 +368,18 @@ def main() -> None:
     print("rate limits are OFF for this run (CARE_RATE_LIMITS__ENABLED=false): all load comes from one address")
     with tempfile.TemporaryDirectory() as scratch:
         results = {w: run_workers(args.host, w, args.levels, args.seconds, Path(scratch)) for w in args.workers}
+        peer = None if args.no_peer else run_peer(args.host, args.levels, args.seconds, Path(scratch))
     header = (f"Template composer (no model endpoint), a fresh SQLite database, loopback ({args.host}), rate limits "
               f"off; per level {WARMUP_S:.0f} s warm-up then {args.seconds:.0f} s measured; each user holds 3-turn "
               f"conversations back to back (one follow-up over SSE), {TIMEOUT_S:.0f} s timeout per request; the "
               f"client shares the {os.cpu_count()} CPUs with the server. req/s counts conversation creations and "
-              "turns; latencies are for turns (SSE to the last event).")
+              "turns; latencies are for turns (SSE to the last event). The LangChain peer answers each message with "
+              "one retrieval (its requests are counted as turns); x peer compares ours with it at the same level.")
     data = {"seconds": args.seconds, "warmup_s": WARMUP_S, "timeout_s": TIMEOUT_S, "host": args.host,
             "composer": "template", "rate_limits": "off",
-            "results": {str(w): {str(u): r for u, r in by_level.items()} for w, by_level in results.items()}}
-    write_results("load", "Load test", data, [header, "", *table(results, args.levels, args.workers)])
+            "results": {str(w): {str(u): r for u, r in by_level.items()} for w, by_level in results.items()},
+            "langchain_peer": {str(u): r for u, r in (peer or {}).items()}}
+    write_results("load", "Load test", data, [header, "", *table(results, args.levels, args.workers, peer)])
 
 
 if __name__ == "__main__":

@@ -9,12 +9,8 @@ there exactly once, with the id the 201 gave, and the retries must not duplicate
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,23 +20,11 @@ import httpx
 import pytest
 
 from assistant.service import scoped_key
-from assistant.settings import PROJECT_ROOT
-from benchmarks.serve import free_port, healthz_answers, wait_until_ready
+from benchmarks.serve import free_port
+from tests.app_server import data_dir_with_models, start_app
 
 STORY = "My 62-year-old father's multiple myeloma relapsed twice; we are looking for CAR-T."
 KEYS = [f"durability-{n:04d}" for n in range(400)]
-
-
-def start_server(data_dir: Path, database: Path, port: int) -> subprocess.Popen:
-    """What `make run` starts, with the hashing embedder: durability of referrals does not depend on meaning."""
-    env = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
-           "CARE_EMBEDDER": "hashing",
-           "CARE_RATE_LIMITS__ENABLED": "false", "HOST": "127.0.0.1", "PORT": str(port),
-           "GRADIO_TEMP_DIR": str(database.parent)}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    wait_until_ready(process, healthz_answers(f"http://127.0.0.1:{port}"), limit_s=180)
-    return process
 
 
 def send(base: str, conversation_id: str, key: str) -> str | None:
@@ -62,18 +46,14 @@ def database(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def data_dir(tmp_path: Path, fake_engine) -> Path:
-    """A data directory whose models were trained already, as `make run` finds one after `make index`: the server
-    then starts in seconds, and what this test times is recovery, not training."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(fake_engine.settings.models_dir, data_dir / fake_engine.settings.models_dir.name)
-    return data_dir
+    return data_dir_with_models(tmp_path / "data", fake_engine.settings.models_dir)
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_duplicate(
         data_dir: Path, database: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(data_dir, database, port)
+    server = start_app(data_dir, database, port)
     try:
         conversation_id = httpx.post(f"{base}/api/v1/conversations").json()["conversation_id"]
         httpx.post(f"{base}/api/v1/conversations/{conversation_id}/messages", json={"text": STORY}, timeout=30)
@@ -97,7 +77,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_dup
         sent_before_kill = dict(acknowledged)
         assert 40 <= len(sent_before_kill) < len(KEYS), "the kill must land mid-stream"
 
-        server = start_server(data_dir, database, port)
+        server = start_app(data_dir, database, port)
         with ThreadPoolExecutor(max_workers=4) as pool:  # retried as the clients would: four at a time
             retried = dict(zip(KEYS, pool.map(lambda key: send(base, conversation_id, key), KEYS), strict=True))
         for key, referral_id in retried.items():

@@ -6,6 +6,11 @@ same state. The schema comes from Alembic migrations (`assistant/store/migration
 conversation is stored as its pydantic JSON (without its history) with a version number: a save that
 finds another version fails instead of overwriting a turn written by another copy. Its history lives in
 `conversation_turns`, one row a turn, so a turn's save appends a row and rewrites only the current case.
+
+On SQLite (WAL mode) a write transaction starts with `BEGIN IMMEDIATE`: it takes the one write lock first,
+waiting for it under the busy timeout, instead of reading and then failing at once to upgrade while another
+process writes. A write that still finds the database busy is tried again a few times, inside the request,
+before the caller hears StoreUnavailable (a 503).
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import wraps
 from pathlib import Path
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, func, select, update
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -33,6 +40,8 @@ from assistant.store.integrity import StoreDamaged, sqlite_damage
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 REFERRAL_STATUSES = ("new", "seen", "contacted", "accepted", "declined", "closed")
 KEY_PREFIX = "care"
+WRITE_OPTION = "care_write"  # execution option of the write sessions: SQLite begins them IMMEDIATE
+BUSY_RETRIES = (0.05, 0.2, 0.5)  # seconds before each new try of a write that found the database busy
 
 
 def utcnow() -> datetime:
@@ -149,6 +158,7 @@ def as_utc(moment: datetime) -> datetime:
 
 def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
     def on_connect(connection, _record) -> None:  # noqa: ANN001  (DBAPI connection)
+        connection.isolation_level = None  # the driver begins nothing itself: sqlite_begin does, below
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cursor.execute("PRAGMA synchronous=FULL")  # a committed referral survives a crash
@@ -160,6 +170,27 @@ def sqlite_pragmas(busy_timeout_ms: int) -> Callable:
     return on_connect
 
 
+def sqlite_begin(connection) -> None:  # noqa: ANN001  (SQLAlchemy Connection)
+    """Reads begin DEFERRED (they never block the writer in WAL mode); writes begin IMMEDIATE."""
+    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def retried_when_busy(write: Callable) -> Callable:
+    """A write is one transaction, rolled back whole when the database is busy: trying it again is safe."""
+
+    @wraps(write)
+    def with_retries(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        for pause in BUSY_RETRIES:
+            try:
+                return write(*args, **kwargs)
+            except StoreUnavailable:
+                time.sleep(pause)
+        return write(*args, **kwargs)
+
+    return with_retries
+
+
 def request_fingerprint(request: dict) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
@@ -169,8 +200,8 @@ def _state(conv: Conversation) -> str:
     return conv.model_dump_json(exclude={"turns"})
 
 
-def _turn_rows(conv: Conversation, first: int) -> list[TurnRow]:
-    return [TurnRow(conversation_id=conv.id, position=position, turn=turn.model_dump_json())
+def _turn_rows(conv: Conversation, first: int) -> list[dict]:
+    return [{"conversation_id": conv.id, "position": position, "turn": turn.model_dump_json()}
             for position, turn in enumerate(conv.turns[first:], start=first)]
 
 
@@ -182,6 +213,10 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+        # SQLite takes one writer at a time: this process's threads queue for it here, in order, instead of each
+        # polling the file lock with the busy handler's growing sleeps (other processes still meet that)
+        self.write_turn = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     @classmethod
     def open(cls, url: str, busy_timeout_ms: int = 5000) -> Store:
@@ -195,6 +230,7 @@ class Store:
             engine = create_engine(url, connect_args={"check_same_thread": False,
                                                       "timeout": busy_timeout_ms / 1000})
             event.listen(engine, "connect", sqlite_pragmas(busy_timeout_ms))
+            event.listen(engine, "begin", sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True)
         store = cls(engine)
@@ -229,10 +265,11 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, write: bool = False) -> Iterator[Session]:
         """One transaction; a locked or unreachable database becomes StoreUnavailable."""
         try:
-            with self.sessions.begin() as session:
+            with self.write_turn if write else nullcontext(), \
+                    (self.write_sessions if write else self.sessions).begin() as session:
                 yield session
         except OperationalError as error:
             if "malformed" in str(error.orig) or "not a database" in str(error.orig):
@@ -244,12 +281,17 @@ class Store:
             raise StoreDamaged(str(error.orig)) from error
 
     # --- conversations ------------------------------------------------------------------------------
+    @retried_when_busy
     def add_conversation(self, conv: Conversation) -> None:
+        """The rows are written out before the transaction: the write lock is held for the inserts alone."""
         now = utcnow()
-        with self.session() as session:
-            session.add(ConversationRow(id=conv.id, widget_hospital=conv.widget_hospital, state=_state(conv),
-                                        version=1, created_at=now, updated_at=now))
-            session.add_all(_turn_rows(conv, first=0))
+        row = {"id": conv.id, "widget_hospital": conv.widget_hospital, "state": _state(conv), "version": 1,
+               "created_at": now, "updated_at": now}
+        turns = _turn_rows(conv, first=0)
+        with self.session(write=True) as session:
+            session.execute(insert(ConversationRow), [row])
+            if turns:
+                session.execute(insert(TurnRow), turns)
 
     def conversation(self, conversation_id: str) -> StoredConversation | None:
         with self.session() as session:
@@ -263,34 +305,39 @@ class Store:
             return StoredConversation(conv, row.version, as_utc(row.created_at), as_utc(row.updated_at),
                                       turns_saved=len(history))
 
+    @retried_when_busy
     def save_conversation(self, conv: Conversation, version: int, turns_saved: int) -> int:
         """Write the current case and append the turns after `turns_saved`, only if nobody saved the
         conversation since `version` was read; returns the new version."""
         if len(conv.turns) < turns_saved:
             raise ValueError(f"conversation {conv.id[:8]}~ has {len(conv.turns)} turns, {turns_saved} are saved: "
                              "a history is only ever appended to")
-        with self.session() as session:
+        state, turns = _state(conv), _turn_rows(conv, first=turns_saved)  # written out before the write lock
+        with self.session(write=True) as session:
             result = session.execute(
                 update(ConversationRow)
                 .where(ConversationRow.id == conv.id, ConversationRow.version == version)
-                .values(state=_state(conv), version=version + 1, updated_at=utcnow())
+                .values(state=state, version=version + 1, updated_at=utcnow())
             )
             if result.rowcount != 1:
                 raise ConversationChanged(conv.id)
-            session.add_all(_turn_rows(conv, first=turns_saved))
+            if turns:
+                session.execute(insert(TurnRow), turns)
         return version + 1
 
+    @retried_when_busy
     def delete_conversation(self, conversation_id: str) -> bool:
-        with self.session() as session:
+        with self.session(write=True) as session:
             deleted = session.execute(delete(ConversationRow).where(ConversationRow.id == conversation_id)).rowcount
             session.execute(delete(TurnRow).where(TurnRow.conversation_id == conversation_id))
         self.flush_log()
         return deleted == 1
 
+    @retried_when_busy
     def purge_conversations(self, older_than: timedelta) -> int:
         """Remove conversations nobody has touched for `older_than`; referrals stay with their hospital."""
         cutoff = utcnow() - older_than
-        with self.session() as session:
+        with self.session(write=True) as session:
             expired = select(ConversationRow.id).where(ConversationRow.updated_at < cutoff)
             session.execute(delete(TurnRow).where(TurnRow.conversation_id.in_(expired)))
             removed = session.execute(delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
@@ -308,6 +355,7 @@ class Store:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- referrals ----------------------------------------------------------------------------------
+    @retried_when_busy
     def add_referral(self, idempotency_key: str, request_hash: str, conversation_id: str, hospital_id: str,
                      department_id: str, contact: str, summary: dict) -> tuple[Referral, bool]:
         """Store a referral once per idempotency key; returns it and whether this call created it.
@@ -322,7 +370,7 @@ class Store:
                           contact=contact, summary=json.dumps(summary), status="new", created_at=now,
                           updated_at=now)
         try:
-            with self.session() as session:
+            with self.session(write=True) as session:
                 session.add(row)
         except IntegrityError:  # the same key committed by a concurrent request a moment ago
             existing = self.referral_by_key(idempotency_key, request_hash)
@@ -357,9 +405,10 @@ class Store:
                 query = query.where(ReferralRow.status == status)
             return session.scalar(query) or 0
 
+    @retried_when_busy
     def set_referral_status(self, hospital_id: str, referral_id: str, status: str) -> Referral | None:
         """None when the referral does not exist for this hospital: another hospital's looks the same."""
-        with self.session() as session:
+        with self.session(write=True) as session:
             row = session.scalar(select(ReferralRow).where(ReferralRow.id == referral_id,
                                                            ReferralRow.hospital_id == hospital_id))
             if row is None:
@@ -368,16 +417,18 @@ class Store:
             return Referral.from_row(row)
 
     # --- inbox keys ---------------------------------------------------------------------------------
+    @retried_when_busy
     def create_key(self, hospital_id: str) -> str:
         """Returns the key once; only the hash of its secret part is stored."""
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        with self.session() as session:
+        with self.session(write=True) as session:
             session.add(InboxKeyRow(id=key_id, hospital_id=hospital_id, secret_hash=hash_secret(secret),
                                     created_at=utcnow(), revoked_at=None))
         return f"{KEY_PREFIX}_{key_id}_{secret}"
 
+    @retried_when_busy
     def revoke_key(self, key_id: str) -> bool:
-        with self.session() as session:
+        with self.session(write=True) as session:
             row = session.get(InboxKeyRow, key_id.removeprefix(f"{KEY_PREFIX}_").split("_")[0])
             if row is None or row.revoked_at is not None:
                 return False

@@ -3,9 +3,11 @@
 Errors are JSON a person can act on: `{"error": code, "message": ..., "field": ...}`.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -218,7 +220,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------
-def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads) -> APIRouter:
+def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads, turns: Executor) -> APIRouter:
+    """`turns` runs the engine: a pool sized to the cores, so many waiting users queue for it instead of
+    forty threads taking turns at one interpreter lock (every turn slow, each one's tail worse)."""
     router = APIRouter(prefix="/api/v1")
     kb = service.assistant.kb
     bearer = HTTPBearer(auto_error=False, description="An inbox key from `python -m assistant keys create`.")
@@ -238,9 +242,9 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads)
 
     @router.post("/conversations/{conversation_id}/messages", response_model=Reply, tags=["conversations"],
                  responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}})
-    def message(conversation_id: str, body: MessageRequest, request: Request) -> Response:
+    async def message(conversation_id: str, body: MessageRequest, request: Request) -> Response:
         limiter.message(client_address(request), conversation_id)
-        turn = service.send(conversation_id, body.text)
+        turn = await asyncio.get_running_loop().run_in_executor(turns, service.send, conversation_id, body.text)
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(server_sent_events(turn), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -39,7 +40,7 @@ from assistant.store.database import StoreUnavailable  # noqa: E402
 from assistant.store.integrity import StoreDamaged  # noqa: E402
 from assistant.web.api import api_router, install_error_handlers, install_unknown_api_addresses  # noqa: E402
 from assistant.web.downloads import Downloads  # noqa: E402
-from assistant.web.limits import BodyLimit, RateLimiter  # noqa: E402
+from assistant.web.limits import BodyLimit, rate_limiter  # noqa: E402
 from assistant.web.page import CSS, build_page, theme  # noqa: E402
 from assistant.web.security import LOG_CONFIG, RequestLog, SecurityHeaders, all_origins, may_embed  # noqa: E402
 
@@ -85,9 +86,11 @@ class StorageCheck:
 
 def create_app(service: CareService) -> FastAPI:
     settings = service.assistant.settings
-    limiter = RateLimiter(settings.rate_limits)
+    limiter = rate_limiter(settings.rate_limits, settings.rate_limit_store)
     storage_check = StorageCheck(service)
     downloads = Downloads(settings.data_dir / "downloads")
+    # the engine's own threads; uvicorn lets requests in flight finish before the lifespan ends and the store closes
+    turns = ThreadPoolExecutor(settings.turn_pool_size, thread_name_prefix="turn")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -109,7 +112,7 @@ def create_app(service: CareService) -> FastAPI:
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
     install_error_handlers(app)
-    app.include_router(api_router(service, limiter, downloads))
+    app.include_router(api_router(service, limiter, downloads, turns))
     install_unknown_api_addresses(app)  # after every API route: it answers only what they do not
 
     @app.get("/healthz", tags=["operations"])

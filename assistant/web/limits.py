@@ -1,12 +1,15 @@
 """Limits that keep one client from spoiling the service for others: body size and request rates.
 
-The rate limiter counts in this process's memory: with N copies behind a load balancer each copy
-counts on its own, so a client gets at most N times a limit. Nothing else is kept in memory.
+By default the rate limiter counts in this process's memory: with N copies behind a load balancer each
+copy would count on its own and a client would get N times a limit. Set `CARE_RATE_LIMIT_STORE` (a Redis
+URL) and every copy counts in that one store instead (`SharedRateLimiter`, through the `limits` library):
+the limiter is the only state the copies share besides the database and the index.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import threading
 import time
@@ -18,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant.settings import RateLimits
 from assistant.web.errors import error
 
+log = logging.getLogger(__name__)
 MAX_KEYS = 100_000  # about 50 MB at most (measured): an hour of heavy traffic, not a flood of made-up ids
 
 
@@ -85,6 +89,43 @@ class RateLimiter:
     def referral(self, address: str, conversation_id: str) -> None:
         self.hit("referrals", address, self.limits.referrals_per_hour, 3600)
         self.hit("conversation referrals", conversation_id, self.limits.referrals_per_hour_per_conversation, 3600)
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same limits, counted in a store every copy of the app shares (Redis in a real deployment).
+
+    Moving windows as in memory; the store keeps each key only for its window, so memory there is bounded by
+    traffic, not by ids. If the store cannot be reached the request is let through and a warning logged (at most
+    once a minute): an outage of the limiter must not become an outage of the service.
+    """
+
+    def __init__(self, limits: RateLimits, store_url: str) -> None:
+        super().__init__(limits)
+        from limits import storage, strategies
+
+        self.windows = strategies.MovingWindowRateLimiter(storage.storage_from_string(store_url))
+        self.warned_at = -math.inf
+
+    def hit(self, what: str, key: str, limit: int, window_s: float) -> None:
+        if not self.limits.enabled:
+            return
+        from limits import RateLimitItemPerSecond
+
+        item = RateLimitItemPerSecond(limit, max(1, round(window_s)))
+        try:
+            if self.windows.hit(item, what, key):
+                return
+            reset_at = self.windows.get_window_stats(item, what, key).reset_time
+        except Exception as error:  # noqa: BLE001  (any failure of the store: connection, timeout, protocol)
+            if time.monotonic() - self.warned_at >= 60:
+                self.warned_at = time.monotonic()
+                log.warning("rate-limit store unreachable (%s): requests are let through", type(error).__name__)
+            return
+        raise RateLimited(max(0.0, reset_at - time.time()), what)
+
+
+def rate_limiter(limits: RateLimits, store_url: str | None) -> RateLimiter:
+    return SharedRateLimiter(limits, store_url) if store_url else RateLimiter(limits)
 
 
 MAX_PATH_CHARS = 2000  # no route of ours is longer than a hundred; a longer one only floods the logs
