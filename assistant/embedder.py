@@ -95,6 +95,10 @@ class HashingEmbedder:
         return words + trigrams
 
 
+class EmbeddingFailed(RuntimeError):
+    """The model failed on a batch: every caller in it gets this, with the model's own error as its cause."""
+
+
 @dataclass(eq=False)
 class _Waiting:
     """One caller's texts in the queue; `woken` is set when its vectors are ready or when it is to encode next."""
@@ -129,7 +133,7 @@ class BatchingEmbedder:
         self.busy = False  # a caller is encoding: newcomers queue for the next batch
         self.recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its vector, least recently used first
         self.calls = 0  # encode calls made, and the texts they held: the batching, for tests and benchmarks
-        self.texts = 0
+        self.texts_encoded = 0
 
     @property
     def name(self) -> str:
@@ -146,7 +150,9 @@ class BatchingEmbedder:
             vectors = self._encode_together(new)
             with self.lock:
                 for text, vector in zip(new, vectors, strict=True):
-                    known[text] = self.recent[text] = vector
+                    kept = vector.copy()  # its own memory: a view would keep the whole batch's array alive
+                    kept.setflags(write=False)
+                    known[text] = self.recent[text] = kept
                 while len(self.recent) > self.cache_size:
                     self.recent.popitem(last=False)
         if not texts:
@@ -165,7 +171,7 @@ class BatchingEmbedder:
         if not mine.answered:  # the model was free, or the previous batch handed it on to us
             self._encode_next_batch()
         if mine.error is not None:
-            raise mine.error
+            raise EmbeddingFailed(f"the embedding model failed: {mine.error}") from mine.error
         assert mine.vectors is not None
         return mine.vectors
 
@@ -188,7 +194,7 @@ class BatchingEmbedder:
                 start += len(waiting.texts)
         with self.lock:
             self.calls += 1
-            self.texts += size
+            self.texts_encoded += size
             if self.queue:
                 self.queue[0].woken.set()  # it encodes the next batch
             else:

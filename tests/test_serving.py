@@ -7,6 +7,7 @@ until the other callers are queued, so what is batched with what is certain, not
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import sqlite3
@@ -22,21 +23,23 @@ import numpy as np
 import pytest
 
 from assistant.conversation import Conversation
-from assistant.embedder import BatchingEmbedder, HashingEmbedder
+from assistant.embedder import BatchingEmbedder, EmbeddingFailed, HashingEmbedder
+from assistant.settings import RateLimits
 from assistant.store.database import Store, StoreUnavailable
+from assistant.web.limits import SharedRateLimiter
 from benchmarks.serve import free_port
 from tests.app_server import data_dir_with_models, start_app
 
 
 class GatedEmbedder:
-    """The hashing embedder, recording each call; the first call waits until `release` is set."""
+    """The hashing embedder, recording each call; the first call waits until `release` is set, and a call with a
+    text starting "fail" fails."""
 
     def __init__(self) -> None:
         self.inner = HashingEmbedder()
         self.calls: list[list[str]] = []
         self.started = threading.Event()  # the first call is inside the model
         self.release = threading.Event()
-        self.fail_next = False
 
     @property
     def name(self) -> str:
@@ -47,8 +50,7 @@ class GatedEmbedder:
             self.started.set()
             assert self.release.wait(10), "the test never released the first call"
         self.calls.append(list(texts))
-        if self.fail_next:
-            self.fail_next = False
+        if any(text.startswith("fail") for text in texts):
             raise RuntimeError("the model failed")
         return self.inner.embed(texts)
 
@@ -67,7 +69,7 @@ def embed_in_threads(batching: BatchingEmbedder,
     def call(i: int) -> None:
         try:
             results[i] = batching.embed(texts_per_caller[i])
-        except RuntimeError as error:
+        except EmbeddingFailed as error:
             results[i] = error
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts_per_caller))]
@@ -120,11 +122,17 @@ def test_a_batch_holds_at_most_max_texts_and_the_rest_go_in_the_next_call() -> N
 def test_a_model_error_reaches_every_caller_of_that_batch_and_the_next_batch_still_runs() -> None:
     model = GatedEmbedder()
     batching = BatchingEmbedder(model)
+    first, first_thread = embed_in_threads(batching, [["first"]])
+    assert model.started.wait(10)
+    rest, threads = embed_in_threads(batching, [["fail: an unreadable text"], ["a fine text"]])
+    callers_queued(batching, 2)
     model.release.set()
-    model.fail_next = True
-    with pytest.raises(RuntimeError, match="the model failed"):
-        batching.embed(["one"])
-    assert np.array_equal(batching.embed(["two"]), HashingEmbedder().embed(["two"]))
+    for thread in [*first_thread, *threads]:
+        thread.join(10)
+    assert isinstance(first[0], np.ndarray)
+    assert [type(result) for result in rest] == [EmbeddingFailed, EmbeddingFailed]  # the batch they shared failed
+    assert isinstance(rest[1].__cause__, RuntimeError)  # the model's own error, kept as the cause
+    assert not batching.busy and np.array_equal(batching.embed(["later"]), HashingEmbedder().embed(["later"]))
 
 
 # --- a busy database ---------------------------------------------------------------------------------------------
@@ -183,17 +191,19 @@ def test_a_write_transaction_takes_the_write_lock_at_its_start(tmp_path: Path) -
         other.close()
 
 
-def test_a_text_sent_again_comes_from_the_recent_vectors_and_the_least_recent_are_forgotten() -> None:
+def test_a_text_sent_again_comes_from_the_recent_vectors_and_the_least_recently_used_is_forgotten() -> None:
     model = GatedEmbedder()
     model.release.set()
     batching = BatchingEmbedder(model, cache_size=2)
     first = batching.embed(["What do I need to bring?"])
-    again = batching.embed(["What do I need to bring?", "How do I pay?"])
-    assert model.calls == [["What do I need to bring?"], ["How do I pay?"]]  # only the new text reached the model
+    batching.embed(["How do I pay?"])
+    again = batching.embed(["What do I need to bring?"])  # now the most recently used of the two
+    assert model.calls == [["What do I need to bring?"], ["How do I pay?"]]  # the repeat never reached the model
     assert np.array_equal(again[0], first[0])
-    batching.embed(["Do I need a visa?"])  # a third text: the least recently used one is forgotten
-    batching.embed(["What do I need to bring?"])
-    assert model.calls[-1] == ["What do I need to bring?"]
+    batching.embed(["Do I need a visa?"])  # a third text: "How do I pay?", used least recently, is forgotten
+    batching.embed(["What do I need to bring?", "How do I pay?"])
+    assert model.calls[-1] == ["How do I pay?"]
+    assert not batching.recent["How do I pay?"].flags.writeable  # no caller can change a remembered vector
 
 
 # --- several copies of the app ------------------------------------------------------------------------------------
@@ -244,3 +254,13 @@ def test_two_app_processes_behind_one_address_give_a_client_one_limit_in_total(t
     assert [answer.status_code for answer in answers] == [201, 201, 201] + [429] * 5
     assert all(1 <= int(answer.headers["retry-after"]) <= 60 for answer in answers[3:])
     assert {answer.json()["error"] for answer in answers[3:]} == {"rate_limited"}
+
+
+def test_an_unreachable_limit_store_lets_requests_through_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = SharedRateLimiter(RateLimits(conversations_per_minute=1), f"redis://127.0.0.1:{free_port()}/0")
+    with caplog.at_level(logging.WARNING, logger="assistant.web.limits"):
+        started = time.monotonic()
+        for _ in range(3):
+            limiter.conversation_started("10.0.0.1")  # over the limit, but nobody can count: let through
+    assert time.monotonic() - started < 5
+    assert caplog.text.count("rate-limit store unreachable") == 1

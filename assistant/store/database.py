@@ -151,6 +151,19 @@ class StoreUnavailable(Exception):
     """The database is locked or unreachable; nothing was written, the caller may retry."""
 
 
+class StoreBusy(StoreUnavailable):
+    """SQLite's write lock stayed taken past the busy timeout. The transaction was rolled back whole, so unlike a
+    connection lost during a commit (which may have gone through) it is safe to try again at once."""
+
+
+SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes: the low byte of an extended one)
+
+
+def is_busy(error: OperationalError) -> bool:
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in SQLITE_BUSY_CODES
+
+
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands timestamps back without a zone; they were written in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -177,14 +190,15 @@ def sqlite_begin(connection) -> None:  # noqa: ANN001  (SQLAlchemy Connection)
 
 
 def retried_when_busy(write: Callable) -> Callable:
-    """A write is one transaction, rolled back whole when the database is busy: trying it again is safe."""
+    """A write is one transaction, rolled back whole when SQLite is busy (StoreBusy): trying it again is safe.
+    Any other failure (a lost connection, a full disk) is not retried: a commit may have gone through."""
 
     @wraps(write)
     def with_retries(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         for pause in BUSY_RETRIES:
             try:
                 return write(*args, **kwargs)
-            except StoreUnavailable:
+            except StoreBusy:
                 time.sleep(pause)
         return write(*args, **kwargs)
 
@@ -210,13 +224,15 @@ def hash_secret(secret: str) -> str:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, busy_timeout_ms: int = 5000) -> None:
         self.engine = engine
+        self.writing_engine = engine.execution_options(**{WRITE_OPTION: True})
         self.sessions = sessionmaker(engine, expire_on_commit=False)
-        self.write_sessions = sessionmaker(engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
-        # SQLite takes one writer at a time: this process's threads queue for it here, in order, instead of each
-        # polling the file lock with the busy handler's growing sleeps (other processes still meet that)
-        self.write_turn = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        self.write_sessions = sessionmaker(self.writing_engine, expire_on_commit=False)
+        self.busy_timeout_s = busy_timeout_ms / 1000
+        # SQLite takes one writer at a time: this process's threads wait for each other on this lock instead of
+        # each polling the file lock with the busy handler's growing sleeps (other processes still meet those)
+        self.write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, busy_timeout_ms: int = 5000) -> Store:
@@ -233,7 +249,7 @@ class Store:
             event.listen(engine, "begin", sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        store = cls(engine)
+        store = cls(engine, busy_timeout_ms)
         store.migrate()
         return store
 
@@ -256,7 +272,7 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as connection:
+        with self.writing_engine.begin() as connection:  # IMMEDIATE: a second process starting waits its turn
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -265,15 +281,30 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def one_writer(self) -> Iterator[None]:
+        """This process's turn at SQLite's write lock, waited for no longer than the busy timeout."""
+        if self.write_lock is None:
+            yield
+            return
+        if not self.write_lock.acquire(timeout=self.busy_timeout_s):
+            raise StoreBusy("another write of this process held the database past the busy timeout")
+        try:
+            yield
+        finally:
+            self.write_lock.release()
+
+    @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
         """One transaction; a locked or unreachable database becomes StoreUnavailable."""
         try:
-            with self.write_turn if write else nullcontext(), \
+            with self.one_writer() if write else nullcontext(), \
                     (self.write_sessions if write else self.sessions).begin() as session:
                 yield session
         except OperationalError as error:
             if "malformed" in str(error.orig) or "not a database" in str(error.orig):
                 raise StoreDamaged(str(error.orig)) from error
+            if is_busy(error):
+                raise StoreBusy(str(error.orig)) from error
             raise StoreUnavailable(str(error.orig)) from error
         except IntegrityError:
             raise  # a constraint: the caller's business

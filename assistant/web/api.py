@@ -220,8 +220,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------------------
-def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads, turns: Executor) -> APIRouter:
-    """`turns` runs the engine: a pool sized to the cores, so many waiting users queue for it instead of
+def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads, turn_pool: Executor) -> APIRouter:
+    """`turn_pool` runs the engine: a pool sized to the cores, so many waiting users queue for it instead of
     forty threads taking turns at one interpreter lock (every turn slow, each one's tail worse)."""
     router = APIRouter(prefix="/api/v1")
     kb = service.assistant.kb
@@ -243,8 +243,13 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads,
     @router.post("/conversations/{conversation_id}/messages", response_model=Reply, tags=["conversations"],
                  responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}})
     async def message(conversation_id: str, body: MessageRequest, request: Request) -> Response:
-        limiter.message(client_address(request), conversation_id)
-        turn = await asyncio.get_running_loop().run_in_executor(turns, service.send, conversation_id, body.text)
+        address = client_address(request)
+
+        def counted_turn() -> Answer:  # the limiter may ask Redis: off the event loop, as the turn is
+            limiter.message(address, conversation_id)
+            return service.send(conversation_id, body.text)
+
+        turn = await asyncio.get_running_loop().run_in_executor(turn_pool, counted_turn)
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(server_sent_events(turn), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})

@@ -90,7 +90,7 @@ def create_app(service: CareService) -> FastAPI:
     storage_check = StorageCheck(service)
     downloads = Downloads(settings.data_dir / "downloads")
     # the engine's own threads; uvicorn lets requests in flight finish before the lifespan ends and the store closes
-    turns = ThreadPoolExecutor(settings.turn_pool_size, thread_name_prefix="turn")
+    turn_pool = ThreadPoolExecutor(settings.turn_pool_size, thread_name_prefix="turn")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +112,7 @@ def create_app(service: CareService) -> FastAPI:
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
     install_error_handlers(app)
-    app.include_router(api_router(service, limiter, downloads, turns))
+    app.include_router(api_router(service, limiter, downloads, turn_pool))
     install_unknown_api_addresses(app)  # after every API route: it answers only what they do not
 
     @app.get("/healthz", tags=["operations"])

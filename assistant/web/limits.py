@@ -16,12 +16,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from limits import RateLimitItemPerSecond, storage, strategies
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.settings import RateLimits
 from assistant.web.errors import error
 
 log = logging.getLogger(__name__)
+STORE_TIMEOUT_S = 0.25  # a shared store slower than this is treated as down
 MAX_KEYS = 100_000  # about 50 MB at most (measured): an hour of heavy traffic, not a flood of made-up ids
 
 
@@ -66,6 +68,12 @@ class RateLimiter:
         """Count one request, or raise RateLimited (and count nothing) when the window is full."""
         if not self.limits.enabled:
             return
+        retry_after_s = self.count(what, key, limit, window_s)
+        if retry_after_s is not None:
+            raise RateLimited(retry_after_s, what)
+
+    def count(self, what: str, key: str, limit: int, window_s: float) -> float | None:
+        """Count one request in this process's memory; None, or the seconds until the window has room."""
         now = self.clock()
         with self.lock:
             times = self.seen.setdefault((what, key), [])
@@ -73,10 +81,11 @@ class RateLimiter:
             while times and now - times[0] >= window_s:
                 del times[0]  # at most a limit's worth: a few dozen
             if len(times) >= limit:
-                raise RateLimited(window_s - (now - times[0]), what)
+                return window_s - (now - times[0])
             times.append(now)
             if len(self.seen) > self.max_keys:
                 self.seen.popitem(last=False)
+            return None
 
     # --- the limits of the issue, by operation ---------------------------------------------------------
     def conversation_started(self, address: str) -> None:
@@ -95,33 +104,29 @@ class SharedRateLimiter(RateLimiter):
     """The same limits, counted in a store every copy of the app shares (Redis in a real deployment).
 
     Moving windows as in memory; the store keeps each key only for its window, so memory there is bounded by
-    traffic, not by ids. If the store cannot be reached the request is let through and a warning logged (at most
-    once a minute): an outage of the limiter must not become an outage of the service.
+    traffic, not by ids. If the store cannot be reached within STORE_TIMEOUT_S the request is let through and a
+    warning logged (at most once a minute): an outage of the limiter must not become an outage of the service.
     """
 
     def __init__(self, limits: RateLimits, store_url: str) -> None:
         super().__init__(limits)
-        from limits import storage, strategies
-
-        self.windows = strategies.MovingWindowRateLimiter(storage.storage_from_string(store_url))
+        store = storage.storage_from_string(store_url, socket_timeout=STORE_TIMEOUT_S,
+                                            socket_connect_timeout=STORE_TIMEOUT_S)
+        self.windows = strategies.MovingWindowRateLimiter(store)
         self.warned_at = -math.inf
 
-    def hit(self, what: str, key: str, limit: int, window_s: float) -> None:
-        if not self.limits.enabled:
-            return
-        from limits import RateLimitItemPerSecond
-
+    def count(self, what: str, key: str, limit: int, window_s: float) -> float | None:
         item = RateLimitItemPerSecond(limit, max(1, round(window_s)))
         try:
             if self.windows.hit(item, what, key):
-                return
-            reset_at = self.windows.get_window_stats(item, what, key).reset_time
+                return None
+            reset_at = self.windows.get_window_stats(item, what, key).reset_time  # epoch seconds
         except Exception as error:  # noqa: BLE001  (any failure of the store: connection, timeout, protocol)
             if time.monotonic() - self.warned_at >= 60:
                 self.warned_at = time.monotonic()
                 log.warning("rate-limit store unreachable (%s): requests are let through", type(error).__name__)
-            return
-        raise RateLimited(max(0.0, reset_at - time.time()), what)
+            return None
+        return max(0.0, reset_at - time.time())
 
 
 def rate_limiter(limits: RateLimits, store_url: str | None) -> RateLimiter:
