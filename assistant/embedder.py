@@ -141,6 +141,8 @@ class BatchingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
+        if not texts:
+            return self.inner.embed([])  # the model's own empty shape
         with self.lock:
             known = {text: self.recent[text] for text in texts if text in self.recent}
             for text in known:
@@ -155,8 +157,6 @@ class BatchingEmbedder:
                     known[text] = self.recent[text] = kept
                 while len(self.recent) > self.cache_size:
                     self.recent.popitem(last=False)
-        if not texts:
-            return self.inner.embed([])
         return np.stack([known[text] for text in texts])
 
     def _encode_together(self, texts: list[str]) -> np.ndarray:

@@ -4,8 +4,10 @@ For each uvicorn worker count (default 1 and 2) it starts `app.py` on a free loo
 SQLite database, no model endpoint (so replies come from the template composer) and rate limits off (all
 the load comes from one loopback address, which the per-address limits would otherwise throttle). Against
 that server it runs each level of concurrent users (default 10, 50, 200). Every user holds realistic 3-turn
-conversations back to back: create a conversation, send a case story (new text each time, so no embedding
-comes from the cache), then two follow-ups, one of them read to the end over SSE.
+conversations back to back: create a conversation, send a case story (new text each time, so its embedding
+never comes from the cache), then two follow-ups, one of them read to the end over SSE. The follow-ups are the
+page's quick replies, sent word for word, so after the first time our server takes their vectors from its
+cache of recent texts; the peer has no such cache and embeds every message.
 
 Then, in the same run and at the same levels, it drives the peer (`benchmarks.langchain_peer`): a minimal stock
 LangChain RAG server (FastAPI, one endpoint, langchain-chroma retrieval over the same index, no safety, no
@@ -271,36 +273,32 @@ def summarize(samples: list[Sample], window: Window, seconds: float) -> dict:
             "error_rate": sum(errors.values()) / len(started) if started else 0.0, "error_kinds": dict(errors)}
 
 
-def run_workers(host: str, workers: int, levels: list[int], seconds: float, scratch: Path) -> dict[int, dict]:
+def run_server(name: str, command: tuple[str, ...], log_name: str, workers: int, each_user: User, host: str,
+               levels: list[int], seconds: float, scratch: Path) -> dict[int, dict]:
+    """Start one server (ours or the peer), run every level against it, stop it."""
     port = free_port(host)
-    print(f"starting app.py with {workers} worker(s) on http://{host}:{port} ...", flush=True)
-    process = start_server(host, port, workers, scratch)
+    print(f"starting {name} on http://{host}:{port} ...", flush=True)
+    process = start_server(host, port, workers, scratch, command, log_name)
     numbers = itertools.count()  # one counter per server, so no first message repeats within its cache
     results = {}
     try:
         for users in levels:
             print(f"  {users} users: {WARMUP_S:.0f} s warm-up + {seconds:.0f} s measured", flush=True)
-            samples, window = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers))
+            samples, window = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers, each_user))
             results[users] = summarize(samples, window, seconds)
     finally:
         stop_server(process)
     return results
+
+
+def run_workers(host: str, workers: int, levels: list[int], seconds: float, scratch: Path) -> dict[int, dict]:
+    return run_server(f"app.py with {workers} worker(s)", ("app.py",), "server", workers, user, host, levels, seconds,
+                      scratch)
 
 
 def run_peer(host: str, levels: list[int], seconds: float, scratch: Path) -> dict[int, dict]:
-    port = free_port(host)
-    print(f"starting the stock LangChain peer on http://{host}:{port} ...", flush=True)
-    process = start_server(host, port, 1, scratch, ("-m", "benchmarks.langchain_peer"), "peer")
-    numbers = itertools.count()
-    results = {}
-    try:
-        for users in levels:
-            print(f"  peer, {users} users: {WARMUP_S:.0f} s warm-up + {seconds:.0f} s measured", flush=True)
-            samples, window = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers, peer_user))
-            results[users] = summarize(samples, window, seconds)
-    finally:
-        stop_server(process)
-    return results
+    return run_server("the stock LangChain peer", ("-m", "benchmarks.langchain_peer"), "peer", 1, peer_user, host,
+                      levels, seconds, scratch)
 
 
 def versus_peer(ours: dict, peer: dict | None) -> str:
