@@ -23,6 +23,10 @@ no new request after the window and every request has a 30 s total timeout. What
   the window; with N users and one request each in flight, this is mostly queueing once the server saturates.
 - errors: requests started inside the window that timed out, failed to connect, answered non-2xx (the status
   is recorded, e.g. 503 when SQLite is busy) or ended a stream without its `reply` event.
+- server cores, server CPU ms per turn, client cores: CPU time the server's processes and the client spent in
+  the window, per second and (the server's) per turn done. One worker runs its Python on one core at a time
+  (the interpreter lock), so near 1 core the server itself is the limit; server and client together near the
+  machine's cores means the machine is.
 - x peer: our turns/s and turn p95 divided by the peer's requests/s and p95 at the same level.
 - 2 / 1 workers: throughput ratio per level. The client runs on the same machine, so on 2 cores it competes
   with the server for CPU: these are lower bounds for a server with the machine to itself.
@@ -243,18 +247,53 @@ async def peer_user(client: httpx.AsyncClient, numbers: Iterator[int], seed: int
 User = Callable[[httpx.AsyncClient, Iterator[int], int, float, list[Sample]], Awaitable[None]]
 
 
-async def run_level(base: str, users: int, seconds: float, numbers: Iterator[int],
-                    each_user: User = user) -> tuple[list[Sample], Window]:
+def cpu_seconds_of_group(group: int) -> float:
+    """CPU time (user and system) of every live process in a process group: the server and its workers."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            if int(fields[2]) == group:  # field 5 of stat, the process group
+                ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15: user and system time
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of_client() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds the server (its process group) and this client spent inside the measured window."""
+
+    server: float = 0.0
+    client: float = 0.0
+
+
+async def measure_cpu(server_group: int | None, window: Window, use: CpuUse) -> None:
+    if server_group is None:
+        return
+    await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
+    server, client = cpu_seconds_of_group(server_group), cpu_seconds_of_client()
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    use.server, use.client = cpu_seconds_of_group(server_group) - server, cpu_seconds_of_client() - client
+
+
+async def run_level(base: str, users: int, seconds: float, numbers: Iterator[int], each_user: User = user,
+                    server_group: int | None = None) -> tuple[list[Sample], Window, CpuUse]:
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
     samples: list[Sample] = []
+    cpu = CpuUse()
     async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S, limits=limits) as client:
         start = time.perf_counter()
         window = Window(start + WARMUP_S, start + WARMUP_S + seconds)
-        await asyncio.gather(*(each_user(client, numbers, seed, window.end, samples) for seed in range(users)))
-    return samples, window
+        await asyncio.gather(measure_cpu(server_group, window, cpu),
+                             *(each_user(client, numbers, seed, window.end, samples) for seed in range(users)))
+    return samples, window, cpu
 
 
-def summarize(samples: list[Sample], window: Window, seconds: float) -> dict:
+def summarize(samples: list[Sample], window: Window, seconds: float, cpu: CpuUse | None = None) -> dict:
     started = [s for s in samples if window.started_in(s)]
     turns_ms = [(s.ended - s.started) * 1000 for s in started if s.kind == "turn" and s.error is None]
     creates_ms = [(s.ended - s.started) * 1000 for s in started if s.kind == "create" and s.error is None]
@@ -270,7 +309,10 @@ def summarize(samples: list[Sample], window: Window, seconds: float) -> dict:
             "turn_p50_ms": at(turns_ms, 0.5), "turn_p95_ms": at(turns_ms, 0.95),
             "turn_p99_ms": at(turns_ms, 0.99), "create_p50_ms": at(creates_ms, 0.5),
             "started": len(started), "errors": sum(errors.values()),
-            "error_rate": sum(errors.values()) / len(started) if started else 0.0, "error_kinds": dict(errors)}
+            "error_rate": sum(errors.values()) / len(started) if started else 0.0, "error_kinds": dict(errors),
+            "server_cores": cpu.server / seconds if cpu else float("nan"),
+            "client_cores": cpu.client / seconds if cpu else float("nan"),
+            "server_cpu_ms_per_turn": cpu.server * 1000 / turns_done if cpu and turns_done else float("nan")}
 
 
 def run_server(name: str, command: tuple[str, ...], log_name: str, workers: int, each_user: User, host: str,
@@ -284,8 +326,9 @@ def run_server(name: str, command: tuple[str, ...], log_name: str, workers: int,
     try:
         for users in levels:
             print(f"  {users} users: {WARMUP_S:.0f} s warm-up + {seconds:.0f} s measured", flush=True)
-            samples, window = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers, each_user))
-            results[users] = summarize(samples, window, seconds)
+            samples, window, cpu = asyncio.run(run_level(f"http://{host}:{port}", users, seconds, numbers, each_user,
+                                                         server_group=process.pid))
+            results[users] = summarize(samples, window, seconds, cpu)
     finally:
         stop_server(process)
     return results
@@ -308,23 +351,30 @@ def versus_peer(ours: dict, peer: dict | None) -> str:
     return f"| {ours['turns_per_s'] / peer['turns_per_s']:.2f}x | {ours['turn_p95_ms'] / peer['turn_p95_ms']:.2f}x |"
 
 
+def cpu_cells(r: dict) -> str:
+    """Where the limit is: one worker's Python runs on one core at a time; the client takes the rest."""
+    return (f"| {r.get('server_cores', float('nan')):.2f} | {r.get('server_cpu_ms_per_turn', float('nan')):.1f} "
+            f"| {r.get('client_cores', float('nan')):.2f} ")
+
+
 def table(results: dict[int, dict[int, dict]], levels: list[int], worker_counts: list[int],
           peer: dict[int, dict] | None = None) -> list[str]:
     lines = ["| server | workers | users | requests | req/s | turns/s | turn p50 ms | turn p95 ms | turn p99 ms "
-             "| create p50 ms | errors | turns/s x peer | p95 x peer |",
-             "| --- " * 13 + "|"]
+             "| create p50 ms | errors | server cores | server CPU ms per turn | client cores "
+             "| turns/s x peer | p95 x peer |",
+             "| --- " * 16 + "|"]
     for workers in worker_counts:
         for users in levels:
             r = results[workers][users]
             lines.append(f"| ours | {workers} | {users} | {r['requests']} | {r['req_per_s']:.1f} "
                          f"| {r['turns_per_s']:.1f} | {r['turn_p50_ms']:.0f} | {r['turn_p95_ms']:.0f} "
-                         f"| {r['turn_p99_ms']:.0f} | {r['create_p50_ms']:.0f} | {r['errors']} "
+                         f"| {r['turn_p99_ms']:.0f} | {r['create_p50_ms']:.0f} | {r['errors']} " + cpu_cells(r)
                          + versus_peer(r, (peer or {}).get(users)))
     for users in levels if peer else []:
         r = peer[users]
         lines.append(f"| LangChain peer | 1 | {users} | {r['requests']} | {r['req_per_s']:.1f} "
                      f"| {r['turns_per_s']:.1f} | {r['turn_p50_ms']:.0f} | {r['turn_p95_ms']:.0f} "
-                     f"| {r['turn_p99_ms']:.0f} | - | {r['errors']} | 1.00x | 1.00x |")
+                     f"| {r['turn_p99_ms']:.0f} | - | {r['errors']} " + cpu_cells(r) + "| 1.00x | 1.00x |")
     errors = [f"{w} worker(s)/{u} users: " + ", ".join(f"{kind} x{count}" for kind, count in r["error_kinds"].items())
               for w in worker_counts for u, r in results[w].items() if r["error_kinds"]]
     if errors:

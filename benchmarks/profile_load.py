@@ -2,10 +2,12 @@
 
 It starts the server as `benchmarks.load` does (one worker, template composer, a fresh SQLite database,
 rate limits off), loads it with `--users` users holding 3-turn conversations, and meanwhile py-spy samples
-the server's running threads (one blocked on a lock, a queue or the event loop's select is not sampled).
-Each sample is filed under the first step of the data flow found from the innermost frame outwards
-(embedding, index search, safety, ...) and under its thread (the event loop, the turn pool, others): of the
-server's running time, this share was the model, this share the database.
+the server's running threads (one blocked on a lock, a queue or the event loop's select is not sampled);
+then it does the same again sampling only the thread that holds the interpreter lock, since one worker runs
+one thread's Python at a time and that, not the cores, is what it runs out of first. Each sample is filed
+under the first step of the data flow found from the innermost frame outwards (embedding, index search,
+safety, ...) and under its thread (the event loop, the turn pool, others): of the server's running time,
+this share was the model, this share the database.
 
     python -m benchmarks.profile_load [--users 50] [--seconds 20] [--raw stacks.txt]
 
@@ -83,6 +85,24 @@ def table(steps: Counter, threads: Counter) -> list[str]:
     return lines
 
 
+def profile_once(args: argparse.Namespace, scratch: Path, holding_the_lock: bool) -> tuple[dict, Path]:
+    """One loaded run with py-spy attached: its load summary and py-spy's raw stacks."""
+    port = free_port(args.host)
+    server = start_server(args.host, port, 1, scratch)
+    raw = scratch / ("gil.txt" if holding_the_lock else "running.txt")
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--rate", "100", "--threads",
+                            "--format", "raw", "--nonblocking", "-d", str(int(WARMUP_S + args.seconds)),
+                            *(["--gil"] if holding_the_lock else []), "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        samples, window, cpu = asyncio.run(run_level(f"http://{args.host}:{port}", args.users, args.seconds,
+                                                     itertools.count(), server_group=server.pid))
+        spy.wait(timeout=60)
+    finally:
+        stop_server(server)
+    return summarize(samples, window, args.seconds, cpu), raw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
@@ -92,32 +112,26 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
+    runs = {}
     with tempfile.TemporaryDirectory() as scratch_dir:
-        scratch = Path(scratch_dir)
-        port = free_port(args.host)
-        server = start_server(args.host, port, 1, scratch)
-        raw = scratch / "profile.txt"
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--rate", "100", "--threads",
-                                "--format", "raw", "--nonblocking", "-d", str(int(WARMUP_S + args.seconds)),
-                                "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            samples, window = asyncio.run(run_level(f"http://{args.host}:{port}", args.users, args.seconds,
-                                                    itertools.count()))
-            spy.wait(timeout=60)
-        finally:
-            stop_server(server)
-        load = summarize(samples, window, args.seconds)
-        steps, threads = split(raw)
-        if args.raw is not None:
-            shutil.copy(raw, args.raw)
-    header = (f"py-spy sampling every thread of `app.py` (1 worker, template composer) at 100 Hz while {args.users} "
-              f"users load it for {args.seconds:.0f} s (after a {WARMUP_S:.0f} s warm-up); {load['turns_per_s']:.1f} "
-              f"turns/s, turn p95 {load['turn_p95_ms']:.0f} ms during the run. Only running threads are sampled "
-              "(and the sampling slows the server); each sample is filed under the innermost data-flow step on its "
-              "stack.")
-    write_results("profile", "Where a loaded server's time goes", {"users": args.users, "load": load,
-                                                                   "steps": dict(steps), "threads": dict(threads)},
-                  [header, "", *table(steps, threads)])
+        for name, holding_the_lock in (("running", False), ("holding the interpreter lock", True)):
+            load, raw = profile_once(args, Path(scratch_dir), holding_the_lock)
+            runs[name] = (load, *split(raw))
+            if args.raw is not None:
+                shutil.copy(raw, args.raw.with_stem(f"{args.raw.stem}-{raw.stem}"))
+    lines = [f"py-spy sampling the threads of `app.py` (1 worker, template composer) at 100 Hz while {args.users} "
+             f"users load it for {args.seconds:.0f} s (after a {WARMUP_S:.0f} s warm-up), twice: once every running "
+             "thread (where the CPU goes), once only the thread holding the interpreter lock (what one worker can "
+             "do one at a time: its Python). The sampling slows the server; each sample is filed under the innermost "
+             "data-flow step on its stack."]
+    for name, (load, steps, threads) in runs.items():
+        lines += ["", f"### Threads {name}", "",
+                  f"{load['turns_per_s']:.1f} turns/s, turn p95 {load['turn_p95_ms']:.0f} ms, the server on "
+                  f"{load['server_cores']:.2f} cores ({load['server_cpu_ms_per_turn']:.1f} ms of CPU per turn), "
+                  f"the client on {load['client_cores']:.2f}.", "", *table(steps, threads)]
+    write_results("profile", "Where a loaded server's time goes", {
+        "users": args.users, **{name: {"load": load, "steps": dict(steps), "threads": dict(threads)}
+                                for name, (load, steps, threads) in runs.items()}}, lines)
 
 
 if __name__ == "__main__":
