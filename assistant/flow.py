@@ -5,8 +5,8 @@
     reply = assistant.reply(conv, "user text")
 
 A turn reads the message once (`Message`), then runs safety -> understand -> dialogue -> match ->
-respond. `stream` yields the reply text in pieces and then the whole `Reply`; `reply` is `stream`
-run to the end, so both share one path.
+respond. `answer` runs it; `reply` is its `Reply` and `stream` yields that reply's text in pieces and then
+the whole `Reply`, so all three share one path.
 """
 
 from __future__ import annotations
@@ -37,11 +37,14 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class Answer:
-    """One answered message: the text pieces as streamed, then the whole reply (conversation.Turn is the
-    history entry)."""
+    """One answered message (conversation.Turn is the history entry). The pieces a stream sends are cut from the
+    reply only when a caller streams: a JSON answer never pays for the ~500 words of a long reply one by one."""
 
-    deltas: list[str]
     reply: Reply
+
+    @property
+    def deltas(self) -> list[str]:
+        return list(Composer.pieces(self.reply.text))
 
 
 def reply_language(message: Message, asked_for: str | None) -> str:
@@ -68,31 +71,24 @@ class Assistant:
     def reply(self, conv: Conversation, text: str) -> Reply:
         return self.answer(conv, text).reply
 
-    def answer(self, conv: Conversation, text: str) -> Answer:
-        """`stream` run to the end: what a caller that sends the reply later (the API, the page) keeps."""
-        events = list(self.stream(conv, text))
-        final = events[-1]
-        if not isinstance(final, Reply):
-            raise RuntimeError("a turn's stream must end with its Reply")
-        return Answer([event.text for event in events if isinstance(event, TextDelta)], final)
-
     def stream(self, conv: Conversation, text: str) -> Iterator[TextDelta | Reply]:
+        """The answer's text in pieces, then the whole reply; the turn is in the history before the first piece."""
+        answer = self.answer(conv, text)
+        yield from (TextDelta(piece) for piece in answer.deltas)
+        yield answer.reply
+
+    def answer(self, conv: Conversation, text: str) -> Answer:
         started = time.perf_counter()
         text = text[: self.settings.max_message_chars]  # the API refuses longer text before it gets here
-        if not text.strip():
-            reply = self._reply(self.composer.speaking(conv.language or "en").render("empty.md.j2"))
-            yield from (TextDelta(piece) for piece in self.composer.pieces(reply.text))
-            yield reply  # an empty message changes nothing, not even the history
-            return
+        if not text.strip():  # an empty message changes nothing, not even the history
+            return Answer(self._reply(self.composer.speaking(conv.language or "en").render("empty.md.j2")))
         message = self.engine.read(text)
         composer = self.composer.speaking(reply_language(message, conv.language))
         phrased = composer.phrase(self._turn(conv, message, composer), composer.language)
         reply = phrased.reply
-        for piece in self.composer.pieces(reply.text):
-            yield TextDelta(piece)
         conv.turns.append(Turn(user=text, reply=reply.text, triage=reply.triage, phrasing=phrased.phrasing,
                                latency_ms=(time.perf_counter() - started) * 1000))
-        yield reply
+        return Answer(reply)
 
     # --- one turn, step by step ------------------------------------------------------------------
     def _turn(self, conv: Conversation, message: Message, composer: Composer) -> Reply:

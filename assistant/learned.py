@@ -26,6 +26,7 @@ from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from assistant.datafile import DataFileError, Strict, load_yaml
@@ -208,8 +209,12 @@ class KernelScorer:
         return (self.support.astype(np.float32) ** 2).sum(1)
 
     def decision(self, vectors: np.ndarray) -> np.ndarray:
+        """Several vectors cost little more than one when scored together, as below: the support rows times the
+        vectors' columns is one pass of BLAS over the support (1.7 ms for four vectors here); the vectors' rows
+        times the transposed support took 4.2 ms for the same product."""
         vectors = np.atleast_2d(vectors).astype(np.float32)
-        squared = (vectors**2).sum(1)[:, None] + self._support_norms[None, :] - 2.0 * vectors @ self.support.T
+        products = (self.support @ vectors.T).T
+        squared = (vectors**2).sum(1)[:, None] + self._support_norms[None, :] - 2.0 * products
         return np.exp(-self.gamma * np.maximum(squared, 0.0)) @ self.dual + self.intercept
 
 
@@ -221,18 +226,23 @@ class LinearScorer:
     coef: np.ndarray
     intercept: np.ndarray
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        logits = np.atleast_2d(vectors) @ self.coef.T + self.intercept
+    def logits(self, vectors: np.ndarray | sparse.csr_matrix) -> np.ndarray:
+        """Embeddings (a row, or one per text) or the sparse rows of `Ngrams.vectors`."""
+        rows = vectors if sparse.issparse(vectors) else np.atleast_2d(vectors)
+        return np.asarray(rows @ self.coef.T) + self.intercept
+
+    def probabilities(self, vectors: np.ndarray | sparse.csr_matrix) -> np.ndarray:
+        logits = self.logits(vectors)
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def probability_of(self, label: str, vectors: np.ndarray) -> np.ndarray:
+    def probability_of(self, label: str, vectors: np.ndarray | sparse.csr_matrix) -> np.ndarray:
         return self.probabilities(vectors)[:, self.labels.index(label)]
 
-    def log_odds(self, vectors: np.ndarray) -> np.ndarray:
+    def log_odds(self, vectors: np.ndarray | sparse.csr_matrix) -> np.ndarray:
         """log(p / (1 - p)) of the second label, for a model of two labels."""
-        logits = np.atleast_2d(vectors) @ self.coef.T + self.intercept
+        logits = self.logits(vectors)
         return logits[:, 1] - logits[:, 0]
 
     def best(self, vector: np.ndarray) -> str:
@@ -255,19 +265,23 @@ class Ngrams:
     def grams_of(self, text: str) -> Iterator[str]:
         raise NotImplementedError
 
-    def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        rows = np.zeros((len(texts), len(self.grams)), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for gram in self.grams_of(text):
-                column = self._index.get(gram)
-                if column is not None:
-                    rows[row, column] += 1.0
-        if self.SUBLINEAR:
-            counted = rows > 0
-            rows[counted] = 1.0 + np.log(rows[counted])
-        rows *= self.idf
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        return rows / np.where(norms == 0, 1.0, norms)
+    def vectors(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """One sparse row per text: a message has a few dozen of the ~70,000 grams, and a dense row of them all
+        cost more than the rest of the word model (scaling, normalising and multiplying zeros)."""
+        columns: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for text in texts:
+            counts = Counter(column for gram in self.grams_of(text) if (column := self._index.get(gram)) is not None)
+            found = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+            weights = ((1.0 + np.log(tf)) if self.SUBLINEAR else tf) * self.idf[found]
+            norm = np.linalg.norm(weights)
+            columns.append(found)
+            values.append(weights / norm if norm > 0 else weights)
+        starts = np.cumsum([0, *(len(found) for found in columns)])
+        return sparse.csr_matrix((np.concatenate([np.zeros(0, np.float32), *values]),
+                                  np.concatenate([np.zeros(0, np.int64), *columns]), starts),
+                                 shape=(len(texts), len(self.grams)), dtype=np.float32)
 
 
 @dataclass(frozen=True)

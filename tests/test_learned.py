@@ -41,7 +41,7 @@ def test_the_word_features_are_the_ones_scikit_learn_trained_on() -> None:
     words, _ = fit_word_ngrams(texts)
     probe = ["I took 30 pills, and chest pain pain!", "nothing known here"]
     fitted = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32).fit(texts)
-    assert np.allclose(words.vectors(probe), fitted.transform(probe).toarray(), atol=1e-6)
+    assert np.allclose(words.vectors(probe).toarray(), fitted.transform(probe).toarray(), atol=1e-6)
 
 
 def test_saved_models_load_as_the_same_scores(fake_engine, tmp_path: Path) -> None:

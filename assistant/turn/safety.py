@@ -229,6 +229,12 @@ def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
     return [re.compile(rf"(?<![a-z0-9])(?:{simplified(pattern)})(?![a-z0-9])") for pattern in patterns]
 
 
+def _screen(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern that matches somewhere exactly when one of `patterns` does: a search tries every alternative at
+    every position. (Its matches are not theirs, where two overlap: it only tells whether to look further.)"""
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns) or "(?!)")
+
+
 def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
     return any(pattern.search(text) for pattern in patterns)
 
@@ -305,6 +311,8 @@ class SafetyChecker:
             self.terms = {name: _compile(patterns) for name, patterns in self.rules_file.terms.items()}
             self._latin_terms = {name: [p for p in patterns if not has_cjk(p.pattern)]
                                  for name, patterns in self.terms.items()}
+            self._screens = {name: _screen(patterns) for name, patterns in self.terms.items()}
+            self._latin_screens = {name: _screen(patterns) for name, patterns in self._latin_terms.items()}
             context = self.rules_file.context
             self._past = _compile(context.past)
             self._hypothetical = _compile(context.hypothetical)
@@ -373,10 +381,11 @@ class SafetyChecker:
 
     def _terms_in(self, clause: str) -> set[str]:
         """A clause without Chinese letters skips the Chinese patterns (most of the patterns, and most of the
-        time a turn spends here)."""
-        terms = self.terms if has_cjk(clause) else self._latin_terms
-        return {name for name, patterns in terms.items()
-                if any(not self._negated(clause, m.start()) for p in patterns for m in p.finditer(clause))}
+        time a turn spends here). A term's screen finds nothing in most clauses, and then no pattern of it can."""
+        chinese = has_cjk(clause)
+        terms, screens = (self.terms, self._screens) if chinese else (self._latin_terms, self._latin_screens)
+        return {name for name, patterns in terms.items() if screens[name].search(clause)
+                and any(not self._negated(clause, m.start()) for p in patterns for m in p.finditer(clause))}
 
     def danger_words(self, normalized: str) -> set[str]:
         """Terms of the emergency rules found, not negated, in clauses about the person, now or in the past
@@ -463,12 +472,16 @@ class SafetyChecker:
             if about_now and self.learned.chinese_emergency_probability(about_now).max() >= limits.emergency_chinese:
                 return Triage("emergency", None, (), "classifier")
             return None
-        whole = float(self.learned.emergency_values(message.vector, [message.normalized])[0])
         about_now = [i for i, sentence in enumerate(message.sentences)
                      if any(clause.counts for clause in self.clauses(sentence))]
         sentence_vectors = message.sentence_vectors[about_now]
-        sentences = self.learned.emergency_values(sentence_vectors, [message.sentences[i] for i in about_now]) \
-            if len(about_now) else np.zeros(0)
+        if len(message.sentences) == 1:  # the message is its one sentence (same vector, same words): scored once
+            whole_value = self.learned.emergency_values(message.vector, [message.normalized])
+            whole, sentences = float(whole_value[0]), whole_value[: len(about_now)]
+        else:  # scored together: one pass over the support vectors
+            values = self.learned.emergency_values(np.vstack([message.vector[None, :], sentence_vectors]),
+                                                   [message.normalized, *(message.sentences[i] for i in about_now)])
+            whole, sentences = float(values[0]), values[1:]
         if whole >= limits.emergency_message or (len(sentences) and sentences.max() >= limits.emergency_sentence):
             vector = sentence_vectors[int(np.argmax(sentences))] if whole < limits.emergency_message \
                 else message.vector
