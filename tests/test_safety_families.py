@@ -63,3 +63,18 @@ def test_a_crisis_reply_gives_a_sourced_mainland_china_line_first(engine) -> Non
     assistant = build_assistant(engine=engine)
     reply = assistant.reply(assistant.start(), "I have saved up my pills and I am going to take them all tonight")
     assert reply.triage == "emergency" and "12356" in reply.text
+
+
+def test_a_terms_screen_finds_a_match_exactly_where_one_of_its_patterns_does(engine) -> None:
+    """The screens only skip work: on every clause of these sentences, in both languages, a term whose screen finds
+    nothing has no pattern that matches, and one whose screen finds something has one that does."""
+    safety = engine.safety
+    clauses = [clause.text for row in SENTENCES for clause in safety.clauses(engine.read(row["text"]).normalized)]
+    found = 0
+    for name, patterns in safety.terms.items():
+        screen = safety._screens[name]
+        matched = [any(pattern.search(text) for pattern in patterns) for text in clauses]
+        differ = [text for text, match in zip(clauses, matched, strict=True) if bool(screen.search(text)) != match]
+        assert differ == [], f"term {name}: {differ[:3]}"
+        found += sum(matched)
+    assert len(clauses) > 600 and found > 300  # the comparison saw many matches, not only clauses without terms
