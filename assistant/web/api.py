@@ -157,7 +157,7 @@ async def server_sent_events(turn: Answer) -> AsyncIterator[str]:
     """Text deltas, then one `reply` event with the whole Reply; the turn was saved before the first.
 
     The turn is already computed, so every event goes out in one write: a long reply's ~500 deltas sent one
-    by one each went through the middleware and the socket (an eighth of a loaded server's time)."""
+    by one each went through the middleware and the socket (an eighth of a loaded server's Python time)."""
     deltas = (f"event: delta\ndata: {DELTA_JSON.encode({'text': delta})}\n\n" for delta in turn.deltas)
     yield "".join(deltas) + f"event: reply\ndata: {turn.reply.model_dump_json()}\n\n"
 
