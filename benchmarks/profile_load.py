@@ -108,11 +108,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks here (for a flame graph)")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks (for a flame graph): stacks.txt "
+                                                 "keeps stacks-running.txt and stacks-gil.txt")
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
-    runs = {}
+    runs: dict[str, tuple[dict, Counter, Counter]] = {}
     with tempfile.TemporaryDirectory() as scratch_dir:
         for name, holding_the_lock in (("running", False), ("holding the interpreter lock", True)):
             load, raw = profile_once(args, Path(scratch_dir), holding_the_lock)
