@@ -74,7 +74,6 @@ class Matcher:
                  weights: MatchWeights, learned: LearnedModels | None = None) -> None:
         self.kb = kb
         self.learned = learned
-        self._last_query: tuple[str, np.ndarray | None] = ("", None)
         self.index = index
         self.understander = understander
         self.weights = weights
@@ -102,14 +101,10 @@ class Matcher:
 
     def query_vector(self, case: Case, message: Message) -> np.ndarray:
         """The case's words embedded: on a first message without negations, the message's own vector; else
-        embedded once per turn (the dialogue and the ranking both ask)."""
+        encoded once per turn (the dialogue and the ranking both ask: the engine's embedder remembers recent texts)."""
         if case.search_text == message.normalized:
             return message.vector
-        text, vector = self._last_query
-        if text != case.search_text:
-            vector = self.index.embedder.embed([case.search_text])[0]
-            self._last_query = (case.search_text, vector)
-        return vector
+        return self.index.embedder.embed([case.search_text])[0]
 
     def routing_confidence(self, case: Case, message: Message) -> float:
         """How sure the routing classifier is of one specialty (0 for Chinese, which the model cannot read)."""
