@@ -6,14 +6,13 @@ Errors are JSON a person can act on: `{"error": code, "message": ..., "field": .
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -153,13 +152,13 @@ def inbox_item(referral: Referral, kb: KnowledgeBase) -> InboxItem:
 DELTA_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps with an option builds an encoder per call
 
 
-async def server_sent_events(turn: Answer) -> AsyncIterator[str]:
+def server_sent_events(turn: Answer) -> str:
     """Text deltas, then one `reply` event with the whole Reply; the turn was saved before the first.
 
-    The turn is already computed, so every event goes out in one write: a long reply's ~500 deltas sent one
+    The turn is already computed, so every event goes out in one body: a long reply's ~500 deltas sent one
     by one each went through the middleware and the socket (an eighth of a loaded server's Python time)."""
-    deltas = (f"event: delta\ndata: {DELTA_JSON.encode({'text': delta})}\n\n" for delta in turn.deltas)
-    yield "".join(deltas) + f"event: reply\ndata: {turn.reply.model_dump_json()}\n\n"
+    deltas = "".join(f"event: delta\ndata: {DELTA_JSON.encode({'text': delta})}\n\n" for delta in turn.deltas)
+    return f"{deltas}event: reply\ndata: {turn.reply.model_dump_json()}\n\n"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -253,8 +252,8 @@ def api_router(service: CareService, limiter: RateLimiter, downloads: Downloads,
 
         turn = await asyncio.get_running_loop().run_in_executor(turn_pool, counted_turn)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(server_sent_events(turn), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-store"})
+            return Response(server_sent_events(turn), media_type="text/event-stream",
+                            headers={"Cache-Control": "no-store"})
         return Response(turn.reply.model_dump_json(), media_type="application/json")
 
     @router.get("/conversations/{conversation_id}", response_model=ConversationView, tags=["conversations"],
