@@ -353,8 +353,7 @@ def versus_peer(ours: dict, peer: dict | None) -> str:
 
 def cpu_cells(r: dict) -> str:
     """Where the limit is: one worker's Python runs on one core at a time; the client takes the rest."""
-    return (f"| {r.get('server_cores', float('nan')):.2f} | {r.get('server_cpu_ms_per_turn', float('nan')):.1f} "
-            f"| {r.get('client_cores', float('nan')):.2f} ")
+    return f"| {r['server_cores']:.2f} | {r['server_cpu_ms_per_turn']:.1f} | {r['client_cores']:.2f} "
 
 
 def table(results: dict[int, dict[int, dict]], levels: list[int], worker_counts: list[int],
