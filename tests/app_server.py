@@ -19,10 +19,12 @@ def data_dir_with_models(data_dir: Path, models_dir: Path) -> Path:
     return data_dir
 
 
-def start_app(data_dir: Path, database: Path, port: int, **env: str) -> subprocess.Popen:
+def start_app(data_dir: Path, database: Path, port: int, knowledge_dir: Path, **env: str) -> subprocess.Popen:
     """The server with the hashing embedder (what these tests check does not depend on meaning) and rate limits
-    off unless `env` says otherwise; returns once /healthz answers."""
-    environment = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_DATABASE_URL": f"sqlite:///{database}",
+    off unless `env` says otherwise; returns once /healthz answers. `knowledge_dir` is the knowledge the models in
+    `data_dir` learned from: with any other the server would train its own first."""
+    environment = {**os.environ, "CARE_DATA_DIR": str(data_dir), "CARE_KNOWLEDGE_DIR": str(knowledge_dir),
+                   "CARE_DATABASE_URL": f"sqlite:///{database}",
                    "CARE_EMBEDDER": "hashing", "CARE_RATE_LIMITS__ENABLED": "false", "HOST": "127.0.0.1",
                    "PORT": str(port), "GRADIO_TEMP_DIR": str(database.parent), **env}
     process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=environment,

@@ -93,11 +93,31 @@ def fake_embedder():
     return HashingEmbedder()
 
 
+FAKE_TRAINING_SHARE = 8  # the fake engine learns from every 8th line of the training data
+
+
 @pytest.fixture(scope="session")
-def fake_engine(session_dir: Path, fake_embedder):
+def fake_knowledge(session_dir: Path) -> Path:
+    """The real knowledge with an eighth of its training lines, for the fake engine: plumbing tests need models of
+    the right shape, not good ones, and fitting the kernels to the hashed vectors of every line took 112 s of a
+    suite that must stay under 15 minutes (an eighth: 6 s). Servers started for those tests read it too, so they
+    find the fake engine's models instead of training their own."""
+    from assistant.learned import CALM_SENTENCES_FILE
+
+    target = session_dir / "fake-knowledge"
+    shutil.copytree(PROJECT_ROOT / "knowledge", target, ignore=shutil.ignore_patterns("vectors-*.npz"))
+    training = target / "training"
+    for path in [*training.glob("*.jsonl"), *(training / "cases").glob("*.jsonl"), training / CALM_SENTENCES_FILE]:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(lines[::FAKE_TRAINING_SHARE]), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="session")
+def fake_engine(session_dir: Path, fake_knowledge: Path, fake_embedder):
     from assistant.build import build_engine
 
-    return build_engine(Settings(data_dir=session_dir / "fake-data"), fake_embedder)
+    return build_engine(Settings(data_dir=session_dir / "fake-data", knowledge_dir=fake_knowledge), fake_embedder)
 
 
 @pytest.fixture(scope="session")

@@ -50,10 +50,10 @@ def data_dir(tmp_path: Path, fake_engine) -> Path:
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_duplicate(
-        data_dir: Path, database: Path) -> None:
+        data_dir: Path, database: Path, fake_knowledge: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_app(data_dir, database, port)
+    server = start_app(data_dir, database, port, fake_knowledge)
     try:
         conversation_id = httpx.post(f"{base}/api/v1/conversations").json()["conversation_id"]
         httpx.post(f"{base}/api/v1/conversations/{conversation_id}/messages", json={"text": STORY}, timeout=30)
@@ -77,7 +77,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_referral_and_retries_never_dup
         sent_before_kill = dict(acknowledged)
         assert 40 <= len(sent_before_kill) < len(KEYS), "the kill must land mid-stream"
 
-        server = start_app(data_dir, database, port)
+        server = start_app(data_dir, database, port, fake_knowledge)
         with ThreadPoolExecutor(max_workers=4) as pool:  # retried as the clients would: four at a time
             retried = dict(zip(KEYS, pool.map(lambda key: send(base, conversation_id, key), KEYS), strict=True))
         for key, referral_id in retried.items():

@@ -96,6 +96,7 @@ def test_calm_sentences_come_from_calm_messages_and_no_rule_calls_one_an_emergen
     calm_messages = " ".join(normalize(e.text) for e in [*training.triage, *training.routing]
                              if getattr(e, "level", "routine") != "emergency")
     assert len(training.calm_sentences) >= 1000
+    engine.embedder.embed(training.calm_sentences)  # in the model's batches: each reading below finds its vector
     for sentence in training.calm_sentences:
         assert sentence in calm_messages
         assert not engine.safety.danger_words(sentence), sentence

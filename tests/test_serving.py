@@ -243,7 +243,7 @@ def test_two_app_processes_behind_one_address_give_a_client_one_limit_in_total(t
     with ThreadPoolExecutor(2) as starting:
         replicas = list(starting.map(
             lambda n: start_app(data_dir_with_models(tmp_path / f"data-{n}", fake_engine.settings.models_dir),
-                                database, ports[n], **limits), range(2)))
+                                database, ports[n], fake_engine.settings.knowledge_dir, **limits), range(2)))
     try:
         answers = [httpx.post(f"http://127.0.0.1:{ports[n % 2]}/api/v1/conversations", timeout=30)
                    for n in range(8)]
