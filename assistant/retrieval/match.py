@@ -78,9 +78,10 @@ class Matcher:
         self.understander = understander
         self.weights = weights
         self.departments = kb.departments
-        self.chunks_by_department: dict[str, list[str]] = defaultdict(list)
-        for chunk in index.chunks:
-            self.chunks_by_department[chunk.department_id].append(chunk.id)
+        # per turn these were worked out again for every department: once here, the same numbers
+        self.standing = {(dept.id, code): max((reputation(p) for p in latest_places(dept.rankings, code)), default=0.0)
+                         for dept in self.departments.values() for code in dept.specialties}
+        self.claim_chunks = {chunk.id: chunk for chunk in index.chunks if chunk.claim >= 0}
 
     def eligible(self, dept: Department, audiences: frozenset[str], hospital_id: str | None) -> bool:
         if hospital_id and dept.hospital_id != hospital_id:
@@ -150,6 +151,7 @@ class Matcher:
         dense_chunks = self.index.dense(query_vector, k=min(len(self.index.chunks), self.weights.dense_k),
                                         where=where)
         lexical_chunks = self.index.lexical(case.search_text)
+        claim_relevance = self._claim_relevance(dense_chunks)
         dense = self._best_per_department(dense_chunks)
         lexical = self._best_per_department(lexical_chunks)
         dense_rank, lexical_rank = rank_by_score(dense), rank_by_score(lexical)
@@ -162,7 +164,7 @@ class Matcher:
             fit, code = self.specialty_fit(dept, scores)
             rrf_dense = (k + 1) / (k + dense_rank[dept.id]) if dept.id in dense_rank else 0.0
             rrf_lexical = (k + 1) / (k + lexical_rank[dept.id]) if dept.id in lexical_rank else 0.0
-            prior = max((reputation(p) for p in latest_places(dept.rankings, code)), default=0.0) * fit
+            prior = self.standing.get((dept.id, code), 0.0) * fit
             total = (self.weights.specialty * fit + dense_weight * rrf_dense
                      + self.weights.lexical * rrf_lexical + self.weights.reputation * prior)
             signals = {"specialty": fit, "dense": rrf_dense, "lexical": rrf_lexical, "reputation": prior}
@@ -171,7 +173,7 @@ class Matcher:
         candidates.sort(key=lambda item: item[0], reverse=True)
         floor = self.weights.relevance_floor * candidates[0][0]
         ranked = [
-            self._candidate(dept, total, code, signals, case, dense_chunks)
+            self._candidate(dept, total, code, signals, case, claim_relevance)
             for total, dept, code, signals in [c for c in candidates if c[0] >= floor][:limit * 3]
         ]
         ranked = diversify(ranked, top=3 if hospital_id is None else 0)
@@ -179,7 +181,7 @@ class Matcher:
         # a likely specialty gets its best department even when the relevance floor dropped it
         below_floor = [next(c for c in candidates if c[2] == code) for code in likely
                        if all(card.specialties[0] != code for card in ranked) and any(c[2] == code for c in candidates)]
-        pool = ranked + [self._candidate(dept, total, code, signals, case, dense_chunks)
+        pool = ranked + [self._candidate(dept, total, code, signals, case, claim_relevance)
                          for total, dept, code, signals in below_floor]
         return with_likely_specialties(ranked, likely, pool)[:limit]
 
@@ -191,15 +193,23 @@ class Matcher:
                 best[department_id] = score
         return best
 
+    def _claim_relevance(self, dense_chunks: dict[str, float]) -> dict[str, dict[int, float]]:
+        """The dense scores of the claims found, by department and claim number."""
+        relevance: dict[str, dict[int, float]] = defaultdict(dict)
+        for chunk_id, score in dense_chunks.items():
+            if (chunk := self.claim_chunks.get(chunk_id)) is not None:
+                relevance[chunk.department_id][chunk.claim] = score
+        return relevance
+
     def _candidate(self, dept: Department, total: float, code: str | None, signals: dict[str, float],
-                   case: Case, dense_chunks: dict[str, float]) -> Recommendation:
+                   case: Case, claim_relevance: dict[str, dict[int, float]]) -> Recommendation:
         return Recommendation(
             hospital_id=dept.hospital_id,
             department_id=dept.id,
             specialties=[code, *(c for c in dept.specialties if c != code)] if code else list(dept.specialties),
             score=round(total, 4),
             why=self.why(dept, code, case),
-            evidence=self.evidence(dept, code, dense_chunks),
+            evidence=self.evidence(dept, code, claim_relevance.get(dept.id, {})),
             signals={name: round(value, 4) for name, value in signals.items()},
         )
 
@@ -218,10 +228,11 @@ class Matcher:
         standing = f"; {describe_place(places[0], specialty)}" if places else ""
         return f"{reason}{standing}."
 
-    def evidence(self, dept: Department, code: str | None, dense_chunks: dict[str, float]) -> list[Evidence]:
-        """The department's claims most relevant to this case, each with its first source."""
+    def evidence(self, dept: Department, code: str | None, found: dict[int, float]) -> list[Evidence]:
+        """The department's claims most relevant to this case (`found`: the dense scores of its claims the search
+        returned, by claim number), each with its first source."""
         claims = dept.claims()
-        relevance = {i: dense_chunks.get(f"{dept.id}#claim{i}", 0.0) for i in range(len(claims))}
+        relevance = {i: found.get(i, 0.0) for i in range(len(claims))}
         chosen = sorted(relevance, key=relevance.get, reverse=True)[:EVIDENCE_PER_DEPARTMENT]
         evidence = [Evidence(source_id=claims[i].sources[0], quote=claims[i].text) for i in sorted(chosen)]
         places = latest_places(dept.rankings, code)
