@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from assistant.recent import Recent
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 ENCODE_BATCH = 64
@@ -127,11 +128,10 @@ class BatchingEmbedder:
     def __init__(self, inner: Embedder, max_texts: int = 64, cache_size: int = 4096) -> None:
         self.inner = inner
         self.max_texts = max_texts
-        self.cache_size = cache_size
         self.lock = threading.Lock()
         self.queue: list[_Waiting] = []
         self.busy = False  # a caller is encoding: newcomers queue for the next batch
-        self.recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> its vector, least recently used first
+        self.recent: Recent[str, np.ndarray] = Recent(cache_size)  # text -> its vector
         self.calls = 0  # encode calls made, and the texts they held: the batching, for tests and benchmarks
         self.texts_encoded = 0
 
@@ -143,20 +143,15 @@ class BatchingEmbedder:
         texts = list(texts)
         if not texts:
             return self.inner.embed([])  # the model's own empty shape
-        with self.lock:
-            known = {text: self.recent[text] for text in texts if text in self.recent}
-            for text in known:
-                self.recent.move_to_end(text)
+        known = {text: vector for text in texts if (vector := self.recent.get(text)) is not None}
         new = list(dict.fromkeys(text for text in texts if text not in known))
         if new:
             vectors = self._encode_together(new)
-            with self.lock:
-                for text, vector in zip(new, vectors, strict=True):
-                    kept = vector.copy()  # its own memory: a view would keep the whole batch's array alive
-                    kept.setflags(write=False)
-                    known[text] = self.recent[text] = kept
-                while len(self.recent) > self.cache_size:
-                    self.recent.popitem(last=False)
+            for text, vector in zip(new, vectors, strict=True):
+                kept = vector.copy()  # its own memory: a view would keep the whole batch's array alive
+                kept.setflags(write=False)
+                known[text] = kept
+                self.recent.put(text, kept)
         return np.stack([known[text] for text in texts])
 
     def _encode_together(self, texts: list[str]) -> np.ndarray:

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
+from assistant.recent import Recent
 from assistant.text import letter_counts, normalize, share_of_chinese
 from assistant.turn.message import CHINESE_MESSAGE_SHARE, split_sentences
 
@@ -58,6 +59,7 @@ ROUTING_WORDS_C = 8.0
 # keeps training at index build under a minute on two cores. (The emergency kernel keeps every line: with half of
 # them its false alarms at 98% recall rose from 15.9% to 18.8% before the rules and the word model.)
 URGENT_ROUTING_EVERY = 4
+RECENT_READINGS = 4096  # the texts whose decision values the kernels remember (a pass over them is ~1.6 ms)
 WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token: two or more word characters
 Example = TypeVar("Example", bound=BaseModel)
 
@@ -327,12 +329,31 @@ class LearnedModels:
     specialty_words: LinearScorer  # specialty code from the words
     seconds: float = 0.0
     trained: bool = False
+    # what the kernels said of texts read lately, by the texts read together: a quick reply many people send
+    # ("What do I need to bring?") is scored once, and the numbers are those of its first reading
+    recent_emergency: Recent[tuple[str, ...], np.ndarray] = field(
+        default_factory=lambda: Recent(RECENT_READINGS), compare=False, repr=False)
+    recent_urgent: Recent[str, float] = field(default_factory=lambda: Recent(RECENT_READINGS), compare=False,
+                                              repr=False)
 
     def emergency_values(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """How sure the English readers are of an emergency, per text (0 is the kernel's boundary): the kernel's
-        decision value over the embedding plus the word model's log-odds, weighted."""
+        decision value over the embedding plus the word model's log-odds, weighted. `vectors` are the texts'."""
+        key = tuple(texts)
+        if (known := self.recent_emergency.get(key)) is not None:
+            return known
         words = self.emergency_words.log_odds(self.words.vectors(texts))
-        return self.emergency.decision(vectors) + WORDS_WEIGHT * words
+        values = self.emergency.decision(vectors) + WORDS_WEIGHT * words
+        values.setflags(write=False)  # shared with every later reader of the same texts
+        self.recent_emergency.put(key, values)
+        return values
+
+    def urgent_value(self, vector: np.ndarray, text: str) -> float:
+        """The urgent kernel's decision value for one text (`vector` is its embedding)."""
+        if (known := self.recent_urgent.get(text)) is None:
+            known = float(self.urgent.decision(vector)[0])
+            self.recent_urgent.put(text, known)
+        return known
 
     def chinese_emergency_probability(self, texts: Sequence[str]) -> np.ndarray:
         return self.chinese_emergency.probability_of("emergency", self.chinese.vectors(texts))

@@ -10,6 +10,7 @@ import pytest
 
 from assistant.datafile import DataFileError
 from assistant.learned import (
+    WORDS_WEIGHT,
     KernelScorer,
     LearnedModels,
     TriageExample,
@@ -102,3 +103,18 @@ def test_calm_sentences_come_from_calm_messages_and_no_rule_calls_one_an_emergen
         assert not engine.safety.danger_words(sentence), sentence
         triage = engine.safety.triage(engine.read(sentence))
         assert not (triage.is_emergency and triage.via in ("rule", "number")), sentence
+
+
+def test_texts_read_again_get_the_numbers_of_their_first_reading_without_another_pass(fake_engine) -> None:
+    """Quick replies come word for word from many people: the kernels' values for the same texts are remembered,
+    and nobody can change the remembered numbers through the array they were handed."""
+    models = fake_engine.models
+    texts = ["what do i need to bring?", "he has chest pain"]
+    vectors = fake_engine.embedder.embed(texts)
+    first = models.emergency_values(vectors, texts)
+    assert models.emergency_values(vectors, texts) is first
+    assert not first.flags.writeable
+    assert np.allclose(first, models.emergency.decision(vectors) + WORDS_WEIGHT * models.emergency_words.log_odds(
+        models.words.vectors(texts)))
+    urgent = models.urgent_value(vectors[0], texts[0])
+    assert urgent == float(models.urgent.decision(vectors[0])[0]) and models.recent_urgent.get(texts[0]) == urgent

@@ -486,7 +486,7 @@ class SafetyChecker:
             vector = sentence_vectors[int(np.argmax(sentences))] if whole < limits.emergency_message \
                 else message.vector
             return Triage("emergency", self.learned.family.best(vector), (), "classifier")
-        if float(self.learned.urgent.decision(message.vector)[0]) >= limits.urgent_message:
+        if self.learned.urgent_value(message.vector, message.normalized) >= limits.urgent_message:
             return Triage("urgent", None, (), "classifier")
         return None
 
