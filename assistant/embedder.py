@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from assistant.recent import Recent
+from assistant.recent import RECENT_TEXTS, Recent
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 ENCODE_BATCH = 64
@@ -125,7 +125,7 @@ class BatchingEmbedder:
     replies, "What do I need to bring?") come from the `cache_size` most recently used vectors.
     """
 
-    def __init__(self, inner: Embedder, max_texts: int = 64, cache_size: int = 4096) -> None:
+    def __init__(self, inner: Embedder, max_texts: int = 64, cache_size: int = RECENT_TEXTS) -> None:
         self.inner = inner
         self.max_texts = max_texts
         self.lock = threading.Lock()

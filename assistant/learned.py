@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
-from assistant.recent import Recent
+from assistant.recent import RECENT_TEXTS, Recent
 from assistant.text import letter_counts, normalize, share_of_chinese
 from assistant.turn.message import CHINESE_MESSAGE_SHARE, split_sentences
 
@@ -59,7 +59,6 @@ ROUTING_WORDS_C = 8.0
 # keeps training at index build under a minute on two cores. (The emergency kernel keeps every line: with half of
 # them its false alarms at 98% recall rose from 15.9% to 18.8% before the rules and the word model.)
 URGENT_ROUTING_EVERY = 4
-RECENT_READINGS = 4096  # the texts whose decision values the kernels remember (a pass over them is ~1.6 ms)
 WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token: two or more word characters
 Example = TypeVar("Example", bound=BaseModel)
 
@@ -332,8 +331,8 @@ class LearnedModels:
     # what the kernels said of texts read lately, by the texts read together: a quick reply many people send
     # ("What do I need to bring?") is scored once, and the numbers are those of its first reading
     recent_emergency: Recent[tuple[str, ...], np.ndarray] = field(
-        default_factory=lambda: Recent(RECENT_READINGS), compare=False, repr=False)
-    recent_urgent: Recent[str, float] = field(default_factory=lambda: Recent(RECENT_READINGS), compare=False,
+        default_factory=lambda: Recent(RECENT_TEXTS), compare=False, repr=False)
+    recent_urgent: Recent[str, float] = field(default_factory=lambda: Recent(RECENT_TEXTS), compare=False,
                                               repr=False)
 
     def emergency_values(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:

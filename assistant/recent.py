@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
+RECENT_TEXTS = 4096  # texts (or keys of them) each cache keeps: a day's quick replies many times over
 
 
 class Recent(Generic[Key, Value]):

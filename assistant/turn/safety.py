@@ -14,7 +14,7 @@ Three readers, and the highest level any of them gives wins (a later one may rai
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +26,7 @@ from assistant.datafile import DataFileError, Strict, load_yaml
 from assistant.embedder import Embedder
 from assistant.knowledge import Language, Source
 from assistant.learned import LearnedModels, Thresholds
+from assistant.recent import RECENT_TEXTS, Recent
 from assistant.reply import SEVERITY, Level
 from assistant.text import has_cjk, simplified
 from assistant.turn.message import Message
@@ -239,7 +240,7 @@ def _any(patterns: list[re.Pattern[str]], text: str) -> bool:
     return any(pattern.search(text) for pattern in patterns)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Clause:
     text: str
     counts: bool  # about now: not the past, a chronic state, a hypothetical or a general question
@@ -265,6 +266,10 @@ class SafetyChecker:
     _exemplar_vectors: np.ndarray | None = None
     _in_scope_vectors: np.ndarray | None = None
     _off_topic_vectors: np.ndarray | None = None
+    # what the rules read in texts and clauses seen lately: that reading depends on the text alone, and the same
+    # words come back (quick replies, the sentences of a message read again for the classifier)
+    _recent_clauses: Recent[str, tuple[Clause, ...]] = field(default_factory=lambda: Recent(RECENT_TEXTS), repr=False)
+    _recent_terms: Recent[str, frozenset[str]] = field(default_factory=lambda: Recent(RECENT_TEXTS), repr=False)
 
     @classmethod
     def load(cls, safety_dir: Path, language: Language, embedder: Embedder | None = None,
@@ -345,7 +350,13 @@ class SafetyChecker:
             self._off_topic_vectors = self.embedder.embed(self.scope.off_topic_examples)
 
     # --- reading a message --------------------------------------------------------------------
-    def clauses(self, normalized: str) -> list[Clause]:
+    def clauses(self, normalized: str) -> tuple[Clause, ...]:
+        if (known := self._recent_clauses.get(normalized)) is None:
+            known = tuple(self._split(normalized))
+            self._recent_clauses.put(normalized, known)
+        return known
+
+    def _split(self, normalized: str) -> list[Clause]:
         clauses = []
         start = 0
         for end_mark in [*CLAUSE_SPLIT.finditer(normalized), None]:
@@ -375,17 +386,21 @@ class SafetyChecker:
         negation = self.language.negation
         return negation.negates_chinese(before) or negation.negates(WORD_OR_COMMA.findall(before))
 
-    def present_terms(self, clauses: list[Clause]) -> set[str]:
+    def present_terms(self, clauses: Sequence[Clause]) -> set[str]:
         """Terms found, not negated, in any of the clauses."""
         return set().union(*(self._terms_in(clause.text) for clause in clauses))
 
-    def _terms_in(self, clause: str) -> set[str]:
+    def _terms_in(self, clause: str) -> frozenset[str]:
         """A clause without Chinese letters skips the Chinese patterns (most of the patterns, and most of the
         time a turn spends here). A term's screen finds nothing in most clauses, and then no pattern of it can."""
+        if (known := self._recent_terms.get(clause)) is not None:
+            return known
         chinese = has_cjk(clause)
         terms, screens = (self.terms, self._screens) if chinese else (self._latin_terms, self._latin_screens)
-        return {name for name, patterns in terms.items() if screens[name].search(clause)
-                and any(not self._negated(clause, m.start()) for p in patterns for m in p.finditer(clause))}
+        found = frozenset(name for name, patterns in terms.items() if screens[name].search(clause)
+                          and any(not self._negated(clause, m.start()) for p in patterns for m in p.finditer(clause)))
+        self._recent_terms.put(clause, found)
+        return found
 
     def danger_words(self, normalized: str) -> set[str]:
         """Terms of the emergency rules found, not negated, in clauses about the person, now or in the past
@@ -444,13 +459,13 @@ class SafetyChecker:
             return frozenset({"child"})
         return frozenset()
 
-    def _families_after_a_past_event(self, clauses: list[Clause]) -> set[str]:
+    def _families_after_a_past_event(self, clauses: Sequence[Clause]) -> set[str]:
         """Families whose lasting event ("he had a stroke 4 months ago") a clause about the past names."""
         past = [clause.text for clause in clauses if clause.real and not clause.counts]
         return {family for family, events in self._lasting_deficits.items()
                 if any(_any(events, text) for text in past)}
 
-    def by_numbers(self, clauses: list[Clause], present: set[str]) -> Triage | None:
+    def by_numbers(self, clauses: Sequence[Clause], present: set[str]) -> Triage | None:
         """Vital signs in the clauses about now, held against the guidance's thresholds for this age group."""
         vitals = [vital for clause in clauses if clause.counts for vital in read_vitals(clause.text)]
         if not vitals:
