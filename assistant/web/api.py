@@ -149,15 +149,17 @@ def inbox_item(referral: Referral, kb: KnowledgeBase) -> InboxItem:
                      created_at=referral.created_at, updated_at=referral.updated_at)
 
 
-DELTA_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps with an option builds an encoder per call
+JSON_TEXT = json.JSONEncoder(ensure_ascii=False)  # json.dumps with an option builds an encoder per call
 
 
 def server_sent_events(turn: Answer) -> str:
     """Text deltas, then one `reply` event with the whole Reply; the turn was saved before the first.
 
     The turn is already computed, so every event goes out in one body: a long reply's ~500 deltas sent one
-    by one each went through the middleware and the socket (an eighth of a loaded server's Python time)."""
-    deltas = "".join(f"event: delta\ndata: {DELTA_JSON.encode({'text': delta})}\n\n" for delta in turn.deltas)
+    by one each went through the middleware and the socket (an eighth of a loaded server's Python time).
+    A delta's data is `{"text": ...}` as json.dumps writes it, with only the string encoded: the encoder's
+    walk over a dict for each delta took 0.7 ms for a 390-delta reply, the string alone 0.08 ms."""
+    deltas = "".join(f'event: delta\ndata: {{"text": {JSON_TEXT.encode(delta)}}}\n\n' for delta in turn.deltas)
     return f"{deltas}event: reply\ndata: {turn.reply.model_dump_json()}\n\n"
 
 
