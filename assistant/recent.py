@@ -1,7 +1,8 @@
 """The most recently used results of a pure function of text, shared by a process's threads.
 
-Many people send the same words (the page's quick replies, "What do I need to bring?"): the embedder and the
-safety classifier remember what they computed for the texts they saw last instead of computing it again.
+Many people send the same words (the page's quick replies, "What do I need to bring?"): the embedder, the safety
+classifier and the red-flag rules remember what they computed for the texts they saw last instead of computing it
+again. Only immutable values go in (read-only arrays, tuples, frozen sets and dataclasses): every reader shares them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ RECENT_TEXTS = 4096  # texts (or keys of them) each cache keeps: a day's quick r
 
 
 class Recent(Generic[Key, Value]):
-    """At most `size` values; the least recently used is forgotten first."""
+    """At most `size` values (never None: `get` answers None for a key it does not hold); the least recently used
+    is forgotten first."""
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -343,7 +343,7 @@ def test_a_locked_database_gives_503_with_retry_after_and_loses_nothing(make_ser
         assert retried.status_code == 201
 
 
-def test_a_corrupt_index_is_rebuilt_from_knowledge_with_a_log_line(fake_embedder, tmp_path: Path,
+def test_a_corrupt_index_is_rebuilt_from_knowledge_with_a_log_line(fake_embedder, fake_knowledge: Path, tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     from assistant.build import build_engine
     from assistant.settings import Settings
@@ -352,7 +352,7 @@ def test_a_corrupt_index_is_rebuilt_from_knowledge_with_a_log_line(fake_embedder
     chroma.mkdir(parents=True)
     (chroma / "chroma.sqlite3").write_bytes(os.urandom(65536))
     with caplog.at_level(logging.WARNING, logger="assistant.retrieval.index"):
-        engine = build_engine(Settings(data_dir=tmp_path / "data"), fake_embedder)
+        engine = build_engine(Settings(data_dir=tmp_path / "data", knowledge_dir=fake_knowledge), fake_embedder)
     assert "unreadable" in caplog.text and "rebuilding" in caplog.text
     assert engine.match("relapsed multiple myeloma").recommendations[0].department_id == "ruijin/hematology"
 

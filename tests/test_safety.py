@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,15 @@ def test_a_case_under_way_is_not_declined_as_off_topic_by_meaning(assistant):
     recipe = assistant.reply(assistant.start(), "how much dang gui and huang qi should i put in a chicken soup for "
                                                 "4 people? i want to cook it tonight")
     assert recipe.out_of_scope
+
+
+def test_a_text_read_again_gets_the_rules_first_reading_which_no_reader_can_change(assistant):
+    """The rules' reading depends on the text alone, so quick replies sent by many people are read once; the
+    reading is shared, so it must be immutable."""
+    safety = assistant.engine.safety
+    text = assistant.engine.read("my father has had chest pain since this morning, no fever").normalized
+    clauses = safety.clauses(text)
+    assert safety.clauses(text) is clauses
+    assert safety.present_terms(clauses) == safety.present_terms(safety.clauses(text))
+    with pytest.raises(FrozenInstanceError):
+        clauses[0].counts = False  # type: ignore[misc]

@@ -78,7 +78,7 @@ class Matcher:
         self.understander = understander
         self.weights = weights
         self.departments = kb.departments
-        # per turn these were worked out again for every department: once here, the same numbers
+        # fixed by the knowledge: worked out once here, not for every department on every turn
         self.standing = {(dept.id, code): max((reputation(p) for p in latest_places(dept.rankings, code)), default=0.0)
                          for dept in self.departments.values() for code in dept.specialties}
         self.claim_chunks = {chunk.id: chunk for chunk in index.chunks if chunk.claim >= 0}
