@@ -32,9 +32,11 @@ class CountingEmbedder:
 
 
 @pytest.fixture(scope="module")
-def counted(tmp_path_factory: pytest.TempPathFactory):
+def counted(tmp_path_factory: pytest.TempPathFactory, fake_knowledge: Path):
+    """An engine whose embedder counts its calls; the hashing models of the fake engine's thinned knowledge."""
     embedder = CountingEmbedder(HashingEmbedder())
-    engine = build_engine(Settings(data_dir=Path(tmp_path_factory.mktemp("counted"))), embedder)
+    engine = build_engine(Settings(data_dir=Path(tmp_path_factory.mktemp("counted")), knowledge_dir=fake_knowledge),
+                          embedder)
     return build_assistant(engine=engine), embedder
 
 
