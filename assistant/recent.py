@@ -39,7 +39,3 @@ class Recent(Generic[Key, Value]):
             self.values.move_to_end(key)
             while len(self.values) > self.size:
                 self.values.popitem(last=False)
-
-    def __getitem__(self, key: Key) -> Value:
-        with self.lock:
-            return self.values[key]

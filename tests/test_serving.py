@@ -203,7 +203,7 @@ def test_a_text_sent_again_comes_from_the_recent_vectors_and_the_least_recently_
     batching.embed(["Do I need a visa?"])  # a third text: "How do I pay?", used least recently, is forgotten
     batching.embed(["What do I need to bring?", "How do I pay?"])
     assert model.calls[-1] == ["How do I pay?"]
-    assert not batching.recent["How do I pay?"].flags.writeable  # no caller can change a remembered vector
+    assert not batching.recent.get("How do I pay?").flags.writeable  # no caller can change a remembered vector
 
 
 # --- several copies of the app ------------------------------------------------------------------------------------
